@@ -1,0 +1,116 @@
+"""Real servers for end-to-end tests: a fake upstream and the gateway, each on a loopback port,
+served by Hypercorn on their own trio loop in a background thread, so tests can drive them with the
+official sync and async SDKs alike."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import trio
+import trio.lowlevel
+
+from trigate.config import Config, parse_config
+from trigate.mock.run import serve_mock
+from trigate.mock.state import MockState
+from trigate.server import Running, run_gateway
+
+UPSTREAM_KEY = "sk-upstream-secret-0123456789"
+
+
+class LogCapture(logging.Handler):
+    """Collects access-log lines (thread-safe: the gateway logs from its own thread)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+        self._lock2 = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self._lock2:
+            self.lines.append(record.getMessage())
+
+    def snapshot(self) -> list[str]:
+        with self._lock2:
+            return list(self.lines)
+
+
+class Servers:
+    """A fake upstream plus a gateway configured by ``make_config(mock_url)``.
+
+    Use as a context manager; attributes: ``url`` (gateway base URL), ``mock`` (MockState),
+    ``mock_url``, ``running`` (the gateway's Running)."""
+
+    def __init__(self, make_config: Callable[[str], Config | dict[str, Any]], *, mock_key: str | None = None,
+                 token_delay_ms: float = 0.0) -> None:
+        self._make_config = make_config
+        self.mock = MockState(api_key=mock_key, token_delay_ms=token_delay_ms)
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._stop: trio.Event | None = None
+        self._error: BaseException | None = None
+        self.url = ""
+        self.mock_url = ""
+        self.running: Running | None = None
+
+    def __enter__(self) -> Servers:
+        self._thread = threading.Thread(target=self._run, name="trigate-test-servers", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(20):
+            raise RuntimeError("servers did not start")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None and self._stop is not None:
+            trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
+        if self._thread is not None:
+            self._thread.join(15)
+
+    def _run(self) -> None:
+        try:
+            trio.run(self._main)
+        except BaseException as exc:  # surfaced to the test thread
+            self._error = exc
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        self._stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            mock_done = trio.Event()
+            self.mock_url = await nursery.start(
+                partial(serve_mock, self.mock, shutdown_trigger=mock_done.wait))
+            cfg = self._make_config(self.mock_url)
+            if not isinstance(cfg, Config):
+                cfg = parse_config(cfg, env={})
+            self.running = await nursery.start(partial(run_gateway, cfg, shutdown_trigger=self._stop.wait))
+            self.url = self.running.url
+            self._ready.set()
+            await self._stop.wait()
+            # the gateway drains first, then the upstream goes away
+            await trio.lowlevel.checkpoint()
+            mock_done.set()
+
+
+def openai_config(mock_url: str, **extra: Any) -> dict[str, Any]:
+    """A config with the fake upstream as an OpenAI provider (requiring UPSTREAM_KEY)."""
+    cfg: dict[str, Any] = {
+        "listen": {"host": "127.0.0.1", "port": 0},
+        "providers": {
+            "openai": {"kind": "openai", "base_url": f"{mock_url}/v1", "api_key": UPSTREAM_KEY},
+        },
+        "models": [
+            {"name": "gpt-4o-mini", "provider": "openai"},
+            {"name": "openai/*", "provider": "openai"},
+            {"name": "fast", "provider": "openai", "model": "gpt-4o-mini"},
+        ],
+        "store": {"responses_path": ":memory:"},
+    }
+    cfg.update(extra)
+    return cfg

@@ -1,0 +1,37 @@
+"""The Quart-Trio application: mounts one handler module per API type on a Gateway."""
+
+from __future__ import annotations
+
+from quart import Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from trigate.api import chat, health
+from trigate.api.text import error_response
+from trigate.errors import GatewayError, kind_for_status
+from trigate.formats import client_format_for_path, get_codec
+from trigate.gateway import Gateway
+
+
+def create_app(gw: Gateway) -> QuartTrio:
+    app = QuartTrio("trigate")
+    # Streams last as long as the model talks; deadlines are enforced per request, not by Quart.
+    app.config["RESPONSE_TIMEOUT"] = None
+    app.config["BODY_TIMEOUT"] = 120
+    app.config["MAX_CONTENT_LENGTH"] = gw.config.server.max_body_bytes
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
+
+    health.register(app, gw)
+    chat.register(app, gw)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException) -> Response:
+        # Routing and body-size errors, rendered in the format the caller of this path speaks.
+        status = exc.code or 500
+        message = {404: f"no such endpoint: {request.method} {request.path}",
+                   405: f"method {request.method} not allowed on {request.path}",
+                   413: "request body too large"}.get(status, exc.description or exc.name)
+        err = GatewayError(kind_for_status(status), message, status=status)
+        return error_response(get_codec(client_format_for_path(request.path)), err)
+
+    return app

@@ -1,0 +1,103 @@
+"""Command line: ``trigate serve | check | mock | version``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from functools import partial
+
+import trio
+
+from trigate import __version__
+from trigate.config import Config, ConfigError, default_config, load_config
+
+
+def _load(path: str | None) -> Config:
+    return default_config() if path is None else load_config(path)
+
+
+def _setup_logging(access_log: bool) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("trigate.access").disabled = not access_log
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from attrs import evolve
+
+    from trigate.server import run_gateway
+
+    cfg = _load(args.config)
+    if args.host or args.port is not None:
+        listen = evolve(cfg.listen, host=args.host or cfg.listen.host,
+                        port=cfg.listen.port if args.port is None else args.port)
+        cfg = evolve(cfg, listen=listen)
+    _setup_logging(cfg.server.access_log)
+    trio.run(partial(run_gateway, cfg, handle_signals=True, announce=True))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    print(f"{args.config}: ok ({len(cfg.providers)} providers, {len(cfg.models)} model routes)")
+    return 0
+
+
+def cmd_mock(args: argparse.Namespace) -> int:
+    from trigate.mock.run import serve_mock
+    from trigate.mock.state import MockState
+
+    state = MockState(latency_ms=args.latency_ms, token_delay_ms=args.token_delay_ms, api_key=args.api_key)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(partial(serve_mock, state, args.host, args.port))
+            print(f"trigate mock upstream on {url} (OpenAI: {url}/v1)", file=sys.stderr, flush=True)
+
+    try:
+        trio.run(main)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="trigate", description="A Trio-native LLM API gateway")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the gateway (no --config: embedded default with a local mock)")
+    p.add_argument("--config", "-c", help="YAML config file")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("check", help="validate a config file without serving")
+    p.add_argument("config")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("mock", help="run the fake upstream (OpenAI-compatible) for tests and demos")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=4010)
+    p.add_argument("--latency-ms", type=float, default=0.0)
+    p.add_argument("--token-delay-ms", type=float, default=0.0)
+    p.add_argument("--api-key", help="require this key from callers")
+    p.set_defaults(func=cmd_mock)
+
+    p = sub.add_parser("version", help="print the version")
+    p.set_defaults(func=lambda a: print(__version__) or 0)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print("trigate: invalid config:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""Wire formats. ``get_codec(name)`` returns the Codec of a format module (see formats/base.py)."""
+
+from __future__ import annotations
+
+import importlib
+
+from trigate.formats.base import Codec
+
+_MODULES = {
+    "openai_chat": "trigate.formats.openai_chat",
+    "anthropic": "trigate.formats.anthropic",
+    "openai_responses": "trigate.formats.openai_responses",
+}
+_cache: dict[str, Codec] = {}
+
+
+def get_codec(name: str) -> Codec:
+    codec = _cache.get(name)
+    if codec is None:
+        codec = importlib.import_module(_MODULES[name]).CODEC
+        _cache[name] = codec
+    return codec
+
+
+def client_format_for_path(path: str) -> str:
+    """The error/response format a caller of ``path`` expects, for errors raised before routing."""
+    if path.startswith("/v1/messages"):
+        return "anthropic"
+    if path.startswith("/v1/responses"):
+        return "openai_responses"
+    return "openai_chat"

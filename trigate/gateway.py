@@ -1,0 +1,48 @@
+"""The running gateway's shared state: config, routes, providers and the upstream HTTP pool."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import trio
+from attrs import define, field
+
+from trigate.config import Config
+from trigate.routing import Router
+from trigate.upstream.providers import Provider
+
+
+@define
+class Gateway:
+    config: Config
+    router: Router
+    providers: dict[str, Provider]
+    http: httpx.AsyncClient
+    # Set when shutdown began: /ready answers 503 so load balancers stop sending traffic.
+    draining: bool = False
+    extras: dict[str, object] = field(factory=dict)
+    # HTTP requests and WebSocket sessions being served, bodies and streams included.
+    inflight: int = 0
+    _idle: trio.Event = field(factory=trio.Event)
+
+    async def wait_idle(self) -> None:
+        while self.inflight:
+            self._idle = trio.Event()
+            await self._idle.wait()
+
+    def asgi(self, app: Any) -> Any:
+        """Wrap an ASGI app so every request and session is counted until its last byte."""
+
+        async def counted(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["type"] == "lifespan":
+                return await app(scope, receive, send)
+            self.inflight += 1
+            try:
+                return await app(scope, receive, send)
+            finally:
+                self.inflight -= 1
+                if not self.inflight:
+                    self._idle.set()
+
+        return counted

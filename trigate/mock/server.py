@@ -1,0 +1,219 @@
+"""The fake upstream: a real HTTP server speaking provider wire formats, for tests, benchmarks and
+the embedded default config.
+
+Control endpoints (also usable over HTTP when run as ``trigate mock``):
+  POST /_mock/faults    body: a Fault as JSON  -> queue a fault
+  GET  /_mock/requests  -> what the mock saw (paths, bodies, usage, disconnects)
+  POST /_mock/reset
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import cattrs
+import orjson
+import trio
+from quart import Response, request
+from quart_trio import QuartTrio
+
+from trigate.mock import anthropic, openai_chat, openai_responses
+from trigate.mock.replies import plan_reply
+from trigate.mock.state import Fault, MockState, SeenRequest
+
+_converter = cattrs.Converter(forbid_extra_keys=True)
+
+
+def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(obj), status=status, content_type="application/json", headers=headers)
+
+
+def create_mock_app(state: MockState) -> QuartTrio:
+    app = QuartTrio("trigate.mock")
+    app.config["RESPONSE_TIMEOUT"] = None
+    app.config["BODY_TIMEOUT"] = None
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024 * 1024
+
+    async def prelude() -> tuple[SeenRequest, Fault | None]:
+        raw = await request.get_data()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            body = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError:
+            body = raw.decode("utf-8", "replace")
+        seen = state.record(request.path, headers, body)
+        model = body.get("model") if isinstance(body, dict) else None
+        fault = state.take_fault(request.path, model)
+        latency = state.latency_ms + ((fault.latency_ms or 0) if fault else 0)
+        if latency:
+            await trio.sleep(latency / 1000)
+        return seen, fault
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions() -> Response:
+        seen, fault = await prelude()
+        denied = openai_auth_error()
+        if denied is not None:
+            return denied
+        body = seen.body
+        if not isinstance(body, dict):
+            return Response(openai_chat.error_body(400, "We could not parse the JSON body of your request."),
+                            status=400, content_type="application/json")
+        if fault and fault.status:
+            return Response(openai_chat.error_body(fault.status, fault.message, fault.error_type),
+                            status=fault.status, content_type="application/json", headers=fault.headers)
+        if fault and fault.malformed:
+            return Response(b'{"id": "chatcmpl-broken", "choices": [', status=200, content_type="application/json")
+        if not isinstance(body.get("messages"), list) or not body.get("model"):
+            return Response(openai_chat.error_body(400, "'messages' and 'model' are required"), status=400,
+                            content_type="application/json")
+        reply = plan_reply(openai_chat.conversation(body))
+        if body.get("stream"):
+            gen = openai_chat.stream(state, seen, body, reply, fault)
+            return Response(gen, content_type="text/event-stream", headers={"cache-control": "no-cache"})
+        seen.usage = openai_chat.usage_of(reply)
+        seen.finished = time.monotonic()
+        return _json(openai_chat.completion(body, reply))
+
+    def anthropic_error(status: int, message: str, etype: str | None = None,
+                        headers: dict[str, str] | None = None) -> Response:
+        return Response(anthropic.error_body(status, message, etype), status=status,
+                        content_type="application/json", headers=headers)
+
+    def anthropic_auth_error() -> Response | None:
+        if not request.headers.get("anthropic-version"):
+            return anthropic_error(400, "anthropic-version: header is required")
+        if state.api_key is None:
+            return None
+        key = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+        if key != state.api_key:
+            return anthropic_error(401, "invalid x-api-key")
+        return None
+
+    @app.post("/v1/messages")
+    async def messages() -> Response:
+        seen, fault = await prelude()
+        denied = anthropic_auth_error()
+        if denied is not None:
+            return denied
+        body = seen.body
+        if not isinstance(body, dict):
+            return anthropic_error(400, "There was an error parsing the body of your request")
+        if fault and fault.status:
+            return anthropic_error(fault.status, fault.message, fault.error_type, fault.headers)
+        if fault and fault.malformed:
+            return Response(b'{"type": "message", "content": [', status=200, content_type="application/json")
+        problem = anthropic.validate(body)
+        if problem:
+            return anthropic_error(400, problem)
+        reply = plan_reply(anthropic.conversation(body))
+        if body.get("stream"):
+            return Response(anthropic.stream(state, seen, body, reply, fault), content_type="text/event-stream",
+                            headers={"cache-control": "no-cache"})
+        seen.usage = anthropic.usage_of(reply)
+        seen.finished = time.monotonic()
+        return _json(anthropic.message(body, reply))
+
+    @app.post("/v1/messages/count_tokens")
+    async def count_tokens() -> Response:
+        seen, fault = await prelude()
+        denied = anthropic_auth_error()
+        if denied is not None:
+            return denied
+        if fault and fault.status:
+            return anthropic_error(fault.status, fault.message, fault.error_type, fault.headers)
+        if not isinstance(seen.body, dict) or not isinstance(seen.body.get("messages"), list):
+            return anthropic_error(400, "messages: Field required")
+        return _json(anthropic.count(seen.body))
+
+    responses = openai_responses.ResponseStore()
+
+    def openai_error(status: int, message: str, etype: str | None = None,
+                     headers: dict[str, str] | None = None) -> Response:
+        return Response(openai_chat.error_body(status, message, etype), status=status,
+                        content_type="application/json", headers=headers)
+
+    def openai_auth_error() -> Response | None:
+        if state.api_key is not None and request.headers.get("authorization") != f"Bearer {state.api_key}":
+            return openai_error(401, "Incorrect API key provided")
+        return None
+
+    @app.post("/v1/responses")
+    async def create_response() -> Response:
+        seen, fault = await prelude()
+        denied = openai_auth_error()
+        if denied is not None:
+            return denied
+        body = seen.body
+        if not isinstance(body, dict) or not body.get("model") or "input" not in body:
+            return openai_error(400, "'model' and 'input' are required")
+        if fault and fault.status:
+            return openai_error(fault.status, fault.message, fault.error_type, fault.headers)
+        history: list[dict[str, Any]] = []
+        if body.get("previous_response_id"):
+            try:
+                history = responses.history(body["previous_response_id"])
+            except KeyError:
+                return openai_error(404, f"Previous response with id '{body['previous_response_id']}' not found.")
+        reply = plan_reply(openai_responses.conversation(body, history))
+        rid = openai_responses.new_id()
+        final = openai_responses.response_object(body, reply, rid)
+        if body.get("store", True):
+            responses.put(final, [*history, *openai_responses.input_items(body)])
+        if body.get("stream"):
+            events = openai_responses.stream_events(body, reply, rid)
+            return Response(openai_responses.stream(state, seen, events, final["usage"], fault),
+                            content_type="text/event-stream", headers={"cache-control": "no-cache"})
+        seen.usage = final["usage"]
+        seen.finished = time.monotonic()
+        return _json(final)
+
+    @app.get("/v1/responses/<rid>")
+    async def get_response(rid: str) -> Response:
+        entry = responses.get(rid)
+        if entry is None:
+            return openai_error(404, f"Response with id '{rid}' not found.")
+        return _json(entry[0])
+
+    @app.delete("/v1/responses/<rid>")
+    async def delete_response(rid: str) -> Response:
+        if not responses.delete(rid):
+            return openai_error(404, f"Response with id '{rid}' not found.")
+        return _json({"id": rid, "object": "response", "deleted": True})
+
+    @app.get("/v1/responses/<rid>/input_items")
+    async def response_input_items(rid: str) -> Response:
+        entry = responses.get(rid)
+        if entry is None:
+            return openai_error(404, f"Response with id '{rid}' not found.")
+        items = [{"id": f"item_{i}", **it} for i, it in enumerate(entry[1])]
+        return _json({"object": "list", "data": items, "first_id": items[0]["id"] if items else None,
+                      "last_id": items[-1]["id"] if items else None, "has_more": False})
+
+    @app.get("/v1/models")
+    async def models() -> Response:
+        names = ["mock-gpt", "mock-gpt-mini"]
+        return _json({"object": "list", "data": [
+            {"id": n, "object": "model", "created": 1700000000, "owned_by": "trigate-mock"} for n in names]})
+
+    @app.post("/_mock/faults")
+    async def add_fault() -> Response:
+        try:
+            fault = _converter.structure(orjson.loads(await request.get_data()), Fault)
+        except Exception as exc:
+            return _json({"error": str(exc)}, 400)
+        state.add_fault(fault)
+        return _json({"ok": True})
+
+    @app.get("/_mock/requests")
+    async def seen_requests() -> Response:
+        return _json([{"path": r.path, "body": r.body, "usage": r.usage, "disconnected": r.disconnected}
+                      for r in state.requests])
+
+    @app.post("/_mock/reset")
+    async def reset() -> Response:
+        state.reset()
+        return _json({"ok": True})
+
+    return app

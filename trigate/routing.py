@@ -1,0 +1,60 @@
+"""Model name -> upstream target.
+
+Exact names win over patterns; patterns are tried in config order. A '*' matches any run of
+characters; the upstream model is the route's ``model`` with '*' replaced by the matched text, or for
+routes without ``model``: the requested name (``gpt-*``) or, when the pattern has a literal prefix
+ending in '/', the text after it (``openai/*`` maps ``openai/gpt-4o`` to ``gpt-4o``).
+"""
+
+from __future__ import annotations
+
+import re
+
+from attrs import define
+
+from trigate.config import Config, ModelRoute
+
+
+@define(frozen=True)
+class Target:
+    provider: str
+    model: str  # upstream model name
+
+
+@define(frozen=True)
+class _Pattern:
+    route: ModelRoute
+    regex: re.Pattern[str]
+
+
+class Router:
+    def __init__(self, config: Config) -> None:
+        self._exact: dict[str, ModelRoute] = {}
+        self._patterns: list[_Pattern] = []
+        for route in config.models:
+            if "*" in route.name:
+                rx = "^" + "(.*?)".join(re.escape(p) for p in route.name.split("*")) + "$"
+                self._patterns.append(_Pattern(route, re.compile(rx, re.S)))
+            else:
+                self._exact.setdefault(route.name, route)
+
+    def resolve(self, name: str) -> Target | None:
+        route = self._exact.get(name)
+        if route is not None:
+            return Target(route.provider, route.model or name)
+        for pat in self._patterns:
+            m = pat.regex.match(name)
+            if m is None:
+                continue
+            captured = m.group(1) if m.groups() else ""
+            route = pat.route
+            if route.model:
+                return Target(route.provider, route.model.replace("*", captured, 1))
+            if route.name.endswith("/*") and route.name.count("*") == 1:
+                return Target(route.provider, captured)
+            return Target(route.provider, name)
+        return None
+
+    def listed_models(self) -> list[tuple[str, str]]:
+        """(client-facing name, provider) for every non-wildcard route, in config order."""
+        return [(r.name, r.provider) for r in self._exact.values()]

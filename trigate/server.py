@@ -1,0 +1,135 @@
+"""Running the gateway: embedded mocks, the upstream pool, Hypercorn, signals and graceful shutdown."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+import trio
+from attrs import define, field
+from hypercorn.config import Config as HyperConfig
+from hypercorn.trio import serve
+
+from trigate.app import create_app
+from trigate.config import Config
+from trigate.gateway import Gateway
+from trigate.mock.run import serve_mock
+from trigate.mock.state import MockState
+from trigate.routing import Router
+from trigate.upstream.client import make_client
+from trigate.upstream.providers import build_providers
+
+
+@define
+class Running:
+    """What a started gateway exposes to its owner (the CLI, or a test harness)."""
+
+    url: str
+    gateway: Gateway
+    mocks: dict[str, MockState] = field(factory=dict)
+    mock_urls: dict[str, str] = field(factory=dict)
+
+
+def describe(gw: Gateway, url: str) -> str:
+    lines = [f"trigate listening on {url}", "providers:"]
+    for p in gw.providers.values():
+        lines.append(f"  {p.name:<12} {p.kind:<10} {p.base_url}")
+    lines.append("models:")
+    for route in gw.config.models:
+        lines.append(f"  {route.name:<24} -> {route.provider}" + (f" ({route.model})" if route.model else ""))
+    return "\n".join(lines)
+
+
+async def run_gateway(
+    config: Config,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    handle_signals: bool = False,
+    announce: bool = False,
+    task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until ``shutdown_trigger`` returns or, with ``handle_signals``, SIGTERM/SIGINT arrives.
+    In-flight requests then get ``server.graceful_timeout`` seconds to finish."""
+    async with trio.open_nursery() as nursery:
+        mocks: dict[str, MockState] = {}
+        mock_urls: dict[str, str] = {}
+        mocks_done = trio.Event()
+        for name, pc in config.providers.items():
+            if pc.kind == "mock" and not pc.base_url:
+                state = MockState(latency_ms=pc.latency_ms, token_delay_ms=pc.token_delay_ms)
+                mocks[name] = state
+                mock_urls[name] = await nursery.start(
+                    lambda task_status, s=state: serve_mock(s, shutdown_trigger=mocks_done.wait,
+                                                          task_status=task_status))
+
+        gw = Gateway(config=config, router=Router(config), providers=build_providers(config, mock_urls),
+                     http=make_client(config.server))
+        app = create_app(gw)
+
+        stop = trio.Event()
+
+        async def trigger() -> None:
+            if shutdown_trigger is not None:
+                async with trio.open_nursery() as n:
+
+                    async def wait_external() -> None:
+                        await shutdown_trigger()
+                        n.cancel_scope.cancel()
+
+                    async def wait_stop() -> None:
+                        await stop.wait()
+                        n.cancel_scope.cancel()
+
+                    n.start_soon(wait_external)
+                    n.start_soon(wait_stop)
+            else:
+                await stop.wait()
+            gw.draining = True
+            nursery.start_soon(drain)
+
+        serve_scope = trio.CancelScope()
+
+        async def drain() -> None:
+            # Hypercorn keeps idle keep-alive connections open until its own grace period ends, so
+            # the gateway ends serving itself once the requests it is counting are done.
+            with trio.move_on_after(config.server.graceful_timeout):
+                await gw.wait_idle()
+            serve_scope.cancel()
+
+        signal_scope = trio.CancelScope()
+        if handle_signals:
+
+            async def on_signals() -> None:
+                with signal_scope, trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for signum in signals:
+                        print(f"trigate: received {signal.Signals(signum).name}, draining "
+                              f"(up to {config.server.graceful_timeout:g}s)", file=sys.stderr, flush=True)
+                        stop.set()
+                        return
+
+            nursery.start_soon(on_signals)
+
+        hc = HyperConfig()
+        hc.bind = [f"{config.listen.host}:{config.listen.port}"]
+        hc.accesslog = None  # trigate writes its own access log (telemetry.py)
+        hc.graceful_timeout = config.server.graceful_timeout
+        hc.keep_alive_timeout = 75
+        hc.backlog = 4096
+
+        async def serve_app(*, task_status: trio.TaskStatus[list[str]]) -> None:
+            try:
+                with serve_scope:
+                    await serve(gw.asgi(app), hc, shutdown_trigger=trigger,  # type: ignore[arg-type]
+                                task_status=task_status)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await gw.http.aclose()
+                mocks_done.set()
+                signal_scope.cancel()
+
+        binds = await nursery.start(serve_app)
+        url = binds[0]
+        if announce:
+            print(describe(gw, url), file=sys.stderr, flush=True)
+        task_status.started(Running(url=url, gateway=gw, mocks=mocks, mock_urls=mock_urls))

@@ -1,0 +1,28 @@
+"""The HTTP client towards upstreams: one pooled httpx.AsyncClient for the whole gateway, and the
+error mapping of transport failures into GatewayErrors."""
+
+from __future__ import annotations
+
+import httpx
+
+from trigate.config import ServerSettings
+from trigate.errors import GatewayError
+
+
+def make_client(settings: ServerSettings) -> httpx.AsyncClient:
+    timeout = httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout, pool=settings.connect_timeout)
+    # No cap on total connections: concurrency is bounded by the gateway's own limits, and a pool cap
+    # here would queue streams behind each other invisibly.
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=512, keepalive_expiry=30)
+    return httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False, trust_env=False)
+
+
+def transport_error(exc: httpx.HTTPError, provider: str) -> GatewayError:
+    """A failure talking to the upstream, as the client should see it (no URLs with secrets)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return GatewayError("timeout", f"upstream provider '{provider}' timed out", status=504)
+    if isinstance(exc, httpx.ConnectError):
+        return GatewayError("upstream_unavailable", f"cannot connect to upstream provider '{provider}'",
+                            status=502)
+    return GatewayError("upstream_unavailable", f"upstream provider '{provider}' connection failed: "
+                        f"{type(exc).__name__}", status=502)

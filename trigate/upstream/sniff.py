@@ -1,0 +1,183 @@
+"""Usage accounting on the same-format fast path, without translating the stream.
+
+Events are looked at with a substring test first and JSON-parsed only when they can carry usage, so
+the per-chunk cost stays a bytes search.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from trigate.translate.ir import Usage
+from trigate.wire.sse import SSEDecoder, encode_event
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    """The upstream's JSON body; ValueError when it is not a JSON object."""
+    obj = orjson.loads(raw)
+    if not isinstance(obj, dict):
+        raise ValueError("not a JSON object")
+    return obj
+
+
+class UsageSniffer:
+    """Base: forward bytes untouched, read no usage."""
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+
+    def prepare_request(self, body: dict[str, Any]) -> None:
+        pass
+
+    def feed(self, chunk: bytes) -> bytes:
+        return chunk
+
+    def close(self) -> bytes:
+        return b""
+
+    def usage_from_body(self, raw: bytes) -> Usage | None:
+        """Usage of a non-streamed body; raises ValueError when the body is not a JSON object."""
+        _json_object(raw)
+        return None
+
+
+def _int(v: Any) -> int:
+    return v if isinstance(v, int) else 0
+
+
+def usage_from_openai(u: Any) -> Usage | None:
+    """OpenAI Chat ``usage`` object -> IR usage (prompt includes cached, completion includes reasoning)."""
+    if not isinstance(u, dict):
+        return None
+    pd = u.get("prompt_tokens_details") or {}
+    cd = u.get("completion_tokens_details") or {}
+    return Usage(
+        input_tokens=_int(u.get("prompt_tokens")),
+        output_tokens=_int(u.get("completion_tokens")),
+        cache_read_tokens=_int(pd.get("cached_tokens")),
+        cache_write_tokens=_int(pd.get("cache_write_tokens")),
+        reasoning_tokens=cd.get("reasoning_tokens"),
+        input_audio_tokens=pd.get("audio_tokens"),
+        output_audio_tokens=cd.get("audio_tokens"),
+    )
+
+
+class OpenAIChatSniffer(UsageSniffer):
+    """Forces ``stream_options.include_usage`` upstream (the gateway needs usage to account for the
+    request) and drops the extra usage chunk again when the client did not ask for it."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        super().__init__()
+        opts = body.get("stream_options")
+        self.client_wants_usage = isinstance(opts, dict) and opts.get("include_usage") is True
+        self._sse = SSEDecoder()
+
+    def prepare_request(self, body: dict[str, Any]) -> None:
+        if body.get("stream") is True and not self.client_wants_usage:
+            opts = body.get("stream_options")
+            body["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
+
+    def feed(self, chunk: bytes) -> bytes:
+        return b"".join(self._event(ev.data) for ev in self._sse.feed(chunk))
+
+    def close(self) -> bytes:
+        return b"".join(self._event(ev.data) for ev in self._sse.close())
+
+    def _event(self, data: str) -> bytes:
+        if '"usage":{' in data:
+            try:
+                obj = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                return encode_event(data)
+            self.usage = usage_from_openai(obj.get("usage")) or self.usage
+            if not self.client_wants_usage and not obj.get("choices"):
+                return b""
+        return encode_event(data)
+
+    def usage_from_body(self, raw: bytes) -> Usage | None:
+        return usage_from_openai(_json_object(raw).get("usage"))
+
+
+def usage_from_anthropic(u: Any, into: Usage | None = None) -> Usage | None:
+    """Anthropic usage -> IR usage; the IR input total includes cache reads and writes."""
+    if not isinstance(u, dict):
+        return into
+    out = into or Usage()
+    if "input_tokens" in u or "cache_read_input_tokens" in u or "cache_creation_input_tokens" in u:
+        read = _int(u.get("cache_read_input_tokens"))
+        write = _int(u.get("cache_creation_input_tokens"))
+        out.input_tokens = _int(u.get("input_tokens")) + read + write
+        out.cache_read_tokens, out.cache_write_tokens = read, write
+    if "output_tokens" in u:
+        out.output_tokens = _int(u.get("output_tokens"))
+    return out
+
+
+class AnthropicSniffer(UsageSniffer):
+    """Bytes pass through untouched; usage comes from message_start (input) and message_delta
+    (cumulative output)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sse = SSEDecoder()
+
+    def feed(self, chunk: bytes) -> bytes:
+        for ev in self._sse.feed(chunk):
+            if ev.event in ("message_start", "message_delta") and '"usage"' in ev.data:
+                try:
+                    obj = orjson.loads(ev.data)
+                except orjson.JSONDecodeError:
+                    continue
+                u = (obj.get("message") or {}).get("usage") if ev.event == "message_start" else obj.get("usage")
+                self.usage = usage_from_anthropic(u, self.usage)
+        return chunk
+
+    def usage_from_body(self, raw: bytes) -> Usage | None:
+        return usage_from_anthropic(_json_object(raw).get("usage"))
+
+
+def usage_from_responses(u: Any) -> Usage | None:
+    if not isinstance(u, dict):
+        return None
+    idt = u.get("input_tokens_details") or {}
+    odt = u.get("output_tokens_details") or {}
+    return Usage(
+        input_tokens=_int(u.get("input_tokens")),
+        output_tokens=_int(u.get("output_tokens")),
+        cache_read_tokens=_int(idt.get("cached_tokens")),
+        cache_write_tokens=_int(idt.get("cache_write_tokens")),
+        reasoning_tokens=odt.get("reasoning_tokens"),
+    )
+
+
+class ResponsesSniffer(UsageSniffer):
+    """Bytes pass through; usage comes from the terminal response.completed/incomplete event."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sse = SSEDecoder()
+
+    def feed(self, chunk: bytes) -> bytes:
+        for ev in self._sse.feed(chunk):
+            if ev.event in ("response.completed", "response.incomplete", "response.failed"):
+                try:
+                    obj = orjson.loads(ev.data)
+                except orjson.JSONDecodeError:
+                    continue
+                self.usage = usage_from_responses((obj.get("response") or {}).get("usage")) or self.usage
+        return chunk
+
+    def usage_from_body(self, raw: bytes) -> Usage | None:
+        return usage_from_responses(_json_object(raw).get("usage"))
+
+
+def sniffer_for(fmt: str, body: dict[str, Any]) -> UsageSniffer:
+    if fmt == "openai_chat":
+        return OpenAIChatSniffer(body)
+    if fmt == "anthropic":
+        return AnthropicSniffer()
+    if fmt == "openai_responses":
+        return ResponsesSniffer()
+    return UsageSniffer()
