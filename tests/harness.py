@@ -104,11 +104,21 @@ def openai_config(mock_url: str, **extra: Any) -> dict[str, Any]:
         "listen": {"host": "127.0.0.1", "port": 0},
         "providers": {
             "openai": {"kind": "openai", "base_url": f"{mock_url}/v1", "api_key": UPSTREAM_KEY},
+            "anthropic": {"kind": "anthropic", "base_url": mock_url, "api_key": UPSTREAM_KEY},
+            "azure": {"kind": "azure", "base_url": mock_url, "api_key": UPSTREAM_KEY},
+            "azure-dated": {"kind": "azure", "base_url": mock_url, "api_key": UPSTREAM_KEY,
+                            "api_version": "2024-10-21"},
+            "groq": {"kind": "groq", "base_url": f"{mock_url}/v1", "api_key": UPSTREAM_KEY},
         },
         "models": [
             {"name": "gpt-4o-mini", "provider": "openai"},
             {"name": "openai/*", "provider": "openai"},
             {"name": "fast", "provider": "openai", "model": "gpt-4o-mini"},
+            {"name": "claude-*", "provider": "anthropic"},
+            {"name": "anthropic/*", "provider": "anthropic"},
+            {"name": "azure/*", "provider": "azure"},
+            {"name": "azure-dated/*", "provider": "azure-dated"},
+            {"name": "groq/*", "provider": "groq"},
         ],
         "store": {"responses_path": ":memory:"},
     }

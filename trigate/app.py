@@ -6,7 +6,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from trigate.api import chat, health
+from trigate.api import chat, health, messages, responses
 from trigate.api.text import error_response
 from trigate.errors import GatewayError, kind_for_status
 from trigate.formats import client_format_for_path, get_codec
@@ -23,6 +23,8 @@ def create_app(gw: Gateway) -> QuartTrio:
 
     health.register(app, gw)
     chat.register(app, gw)
+    messages.register(app, gw)
+    responses.register(app, gw)
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:

@@ -16,7 +16,8 @@ import cattrs
 import yaml
 from attrs import define, field
 
-PROVIDER_KINDS = ("openai", "anthropic", "mock")
+# Kinds with their own code; OpenAI-compatible profiles in providers/*.toml add more (see profiles.py).
+BUILTIN_KINDS = ("openai", "anthropic", "mock", "azure", "gemini", "vertex", "bedrock", "cohere")
 
 
 class ConfigError(ValueError):
@@ -52,6 +53,21 @@ class ProviderConfig:
     api_key: str | None = field(default=None, repr=False)
     # Extra static headers sent upstream (e.g. OpenAI-Organization).
     headers: dict[str, str] = field(factory=dict, repr=False)
+    # How the key is sent when the kind allows several: bearer | api-key | none | header:<name>.
+    auth: str | None = None
+    # Azure OpenAI: set for the dated deployments API (`/openai/deployments/{model}/...?api-version=`);
+    # unset means the v1 API (`/openai/v1/...`).
+    api_version: str | None = None
+    # Bedrock region; Vertex location (e.g. us-east5, global).
+    region: str | None = None
+    # Vertex: GCP project, and either a service-account JSON file or a ready access token.
+    project: str | None = None
+    credentials_file: str | None = None
+    access_token: str | None = field(default=None, repr=False)
+    # Bedrock SigV4 credentials (default: the usual AWS_* environment variables).
+    aws_access_key_id: str | None = field(default=None, repr=False)
+    aws_secret_access_key: str | None = field(default=None, repr=False)
+    aws_session_token: str | None = field(default=None, repr=False)
     # Mock providers only: latency and per-token delay of the embedded fake upstream.
     latency_ms: float = 0.0
     token_delay_ms: float = 0.0
@@ -120,15 +136,28 @@ def _check(cfg: Config) -> list[str]:
     problems = []
     if not 0 <= cfg.listen.port <= 65535:
         problems.append(f"listen.port: {cfg.listen.port} is not a TCP port")
+    from trigate.upstream.profiles import load_profiles
+
+    kinds = (*BUILTIN_KINDS, *sorted(load_profiles()))
     for name, p in cfg.providers.items():
-        if p.kind not in PROVIDER_KINDS:
-            problems.append(
-                f"providers.{name}.kind: unknown provider kind {p.kind!r} (known: {', '.join(PROVIDER_KINDS)})"
-            )
-        if p.kind != "mock" and not p.base_url and p.kind not in ("openai", "anthropic"):
-            problems.append(f"providers.{name}.base_url: required for kind {p.kind!r}")
+        where = f"providers.{name}"
+        if p.kind not in kinds:
+            problems.append(f"{where}.kind: unknown provider kind {p.kind!r} (known: {', '.join(kinds)})")
         if p.base_url and not re.match(r"^https?://", p.base_url):
-            problems.append(f"providers.{name}.base_url: must start with http:// or https://")
+            problems.append(f"{where}.base_url: must start with http:// or https://")
+        if p.kind == "azure" and not p.base_url:
+            problems.append(f"{where}.base_url: required for azure (https://<resource>.openai.azure.com)")
+        if p.kind == "vertex":
+            if not p.project:
+                problems.append(f"{where}.project: required for vertex")
+            if not p.region:
+                problems.append(f"{where}.region: required for vertex (a location such as us-east5 or global)")
+            if not (p.credentials_file or p.access_token):
+                problems.append(f"{where}: vertex needs credentials_file (service account JSON) or access_token")
+        if p.kind == "bedrock" and not p.region and not p.base_url:
+            problems.append(f"{where}.region: required for bedrock")
+        if p.auth is not None and p.auth not in ("bearer", "api-key", "none") and not p.auth.startswith("header:"):
+            problems.append(f"{where}.auth: must be bearer, api-key, none or header:<name>")
     for i, m in enumerate(cfg.models):
         if m.provider not in cfg.providers:
             problems.append(f"models[{i}].provider: unknown provider {m.provider!r}")
@@ -169,11 +198,13 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     return parse_config(data, env)
 
 
-# Providers found from the usual environment variables when no config file is given.
+# Providers found from the usual environment variables when no config file is given:
+# name: (kind, env var, model patterns routed to it). Profiles with an api_key_env join them.
 ENV_PROVIDERS: dict[str, tuple[str, str, list[str]]] = {
-    # name: (kind, env var, model patterns routed to it)
     "openai": ("openai", "OPENAI_API_KEY", ["openai/*", "gpt-*", "o1*", "o3*", "o4*", "text-embedding-*"]),
     "anthropic": ("anthropic", "ANTHROPIC_API_KEY", ["anthropic/*", "claude-*"]),
+    "gemini": ("gemini", "GEMINI_API_KEY", ["gemini/*", "gemini-*"]),
+    "cohere": ("cohere", "COHERE_API_KEY", ["cohere/*", "rerank-*", "embed-*"]),
 }
 
 
@@ -182,7 +213,13 @@ def default_config(env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     providers: dict[str, ProviderConfig] = {"mock": ProviderConfig(kind="mock")}
     models = [ModelRoute(name="mock/*", provider="mock"), ModelRoute(name="mock-*", provider="mock")]
-    for name, (kind, var, patterns) in ENV_PROVIDERS.items():
+    from trigate.upstream.profiles import load_profiles
+
+    found = dict(ENV_PROVIDERS)
+    for pname, prof in load_profiles().items():
+        if prof.api_key_env and pname not in found:
+            found[pname] = (pname, prof.api_key_env, [f"{pname}/*"])
+    for name, (kind, var, patterns) in found.items():
         key = env.get(var)
         if key:
             providers[name] = ProviderConfig(kind=kind, api_key=key)

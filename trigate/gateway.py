@@ -10,6 +10,7 @@ from attrs import define, field
 
 from trigate.config import Config
 from trigate.routing import Router
+from trigate.store.responses import ResponseStore
 from trigate.upstream.providers import Provider
 
 
@@ -19,6 +20,7 @@ class Gateway:
     router: Router
     providers: dict[str, Provider]
     http: httpx.AsyncClient
+    responses: ResponseStore
     # Set when shutdown began: /ready answers 503 so load balancers stop sending traffic.
     draining: bool = False
     extras: dict[str, object] = field(factory=dict)

@@ -17,6 +17,7 @@ from trigate.gateway import Gateway
 from trigate.mock.run import serve_mock
 from trigate.mock.state import MockState
 from trigate.routing import Router
+from trigate.store.responses import open_response_store
 from trigate.upstream.client import make_client
 from trigate.upstream.providers import build_providers
 
@@ -63,8 +64,13 @@ async def run_gateway(
                     lambda task_status, s=state: serve_mock(s, shutdown_trigger=mocks_done.wait,
                                                           task_status=task_status))
 
-        gw = Gateway(config=config, router=Router(config), providers=build_providers(config, mock_urls),
-                     http=make_client(config.server))
+        gw = Gateway(
+            config=config,
+            router=Router(config),
+            providers=build_providers(config, mock_urls),
+            http=make_client(config.server),
+            responses=open_response_store(config.store.responses_path),
+        )
         app = create_app(gw)
 
         stop = trio.Event()
@@ -125,6 +131,9 @@ async def run_gateway(
             finally:
                 with trio.CancelScope(shield=True):
                     await gw.http.aclose()
+                    await gw.responses.aclose()
+                    for p in gw.providers.values():
+                        await p.aclose()
                 mocks_done.set()
                 signal_scope.cancel()
 

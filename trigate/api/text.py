@@ -8,7 +8,7 @@ upstream response, so the upstream sees the disconnect at once.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -24,7 +24,7 @@ from trigate.gateway import Gateway
 from trigate.telemetry import Exchange, log_exchange
 from trigate.translate import ir
 from trigate.upstream.client import transport_error
-from trigate.upstream.providers import Provider
+from trigate.upstream.providers import Provider, Upstream
 from trigate.upstream.sniff import UsageSniffer, sniffer_for
 from trigate.wire.sse import SSEDecoder, SSEError
 
@@ -39,11 +39,27 @@ class Hooks:
     # A cheap structural check run on every request, also on the same-format fast path where the
     # body is otherwise not decoded; raises GatewayError(invalid_request) naming the field.
     validate: Callable[[dict[str, Any]], None] | None = None
+    # Translated requests: reject what the provider cannot do (raises GatewayError).
+    check_ir: Callable[[ir.Request], None] | None = None
+    # After routing: may rewrite the body (e.g. expand previous_response_id). Args: body, provider,
+    # native (True when the provider speaks the client's format and the body will be forwarded).
+    prepare: Callable[[dict[str, Any], Provider, bool], Awaitable[dict[str, Any]]] | None = None
+    # A translated request succeeded: called with the body and the final client-format result.
+    completed: Callable[[dict[str, Any], dict[str, Any], Provider], Awaitable[None]] | None = None
+    # A forwarded request succeeded: called with the body and the upstream's response id, if any.
+    forwarded: Callable[[dict[str, Any], str | None, Provider], Awaitable[None]] | None = None
 
-    # Translated requests: adjust the IR before it is encoded for the provider.
-    prepare: Callable[[ir.Request, dict[str, Any]], Any] | None = None
-    # Called with the final client-format body of a successful translated response (or stream).
-    completed: Callable[[ir.Request, dict[str, Any], dict[str, Any]], Any] | None = None
+
+_NO_HOOKS = Hooks()
+
+
+def framer(framing: str) -> Any:
+    """The byte-level decoder of an upstream stream: SSE, or AWS event-stream (Bedrock)."""
+    if framing == "eventstream":
+        from trigate.wire.eventstream import EventStreamDecoder
+
+        return EventStreamDecoder()
+    return SSEDecoder()
 
 
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -83,17 +99,23 @@ async def handle_text(gw: Gateway, api: str, client_format: str, hooks: Hooks | 
                                param="model", code="model_not_found")
         provider = gw.providers[target.provider]
         ex.provider, ex.upstream_model = provider.name, target.model
-        upstream_format, url = provider.endpoint(api)
         stream = body.get("stream") is True
         ex.stream = stream
-        if hooks and hooks.validate:
+        upstream = provider.upstream(api, target.model, stream)
+        upstream_format = upstream.format
+        hooks = hooks or _NO_HOOKS
+        if hooks.validate:
             hooks.validate(body)
-        if upstream_format == client_format and not (hooks and hooks.completed):
-            response = await _forward(gw, ex, client, provider, url, body, target.model, stream)
+        native = upstream_format == client_format
+        if hooks.prepare:
+            body = await hooks.prepare(body, provider, native)
+        if native:
+            response = await _forward(gw, ex, client, provider, upstream, body, target.model, stream, hooks)
         else:
             ex.translated = True
-            response = await _translate(gw, ex, client, get_codec(upstream_format), provider, url, body,
-                                        target.model, stream, hooks or Hooks())
+            response = await _translate(
+                gw, ex, client, get_codec(upstream_format), provider, upstream, body, target.model, stream, hooks
+            )
     except GatewayError as err:
         ex.status, ex.error = err.status, err.kind
         log_exchange(ex)
@@ -104,12 +126,22 @@ async def handle_text(gw: Gateway, api: str, client_format: str, hooks: Hooks | 
     return response
 
 
-async def _send(gw: Gateway, provider: Provider, url: str, payload: bytes, stream: bool) -> httpx.Response:
-    headers = provider.auth_headers()
-    headers["content-type"] = "application/json"
-    if stream:
+# Client headers a provider of the same format must see to behave as the client expects.
+_NATIVE_HEADERS = {"anthropic": ("anthropic-version", "anthropic-beta"), "openai_chat": (), "openai_responses": ()}
+
+
+async def _send(
+    gw: Gateway, provider: Provider, upstream: Upstream, payload: bytes, stream: bool, native_format: str | None = None
+) -> httpx.Response:
+    headers = {"content-type": "application/json"}
+    for name in _NATIVE_HEADERS.get(native_format or "", ()):
+        value = request.headers.get(name)
+        if value:
+            headers[name] = value
+    if stream and upstream.framing == "sse":
         headers["accept"] = "text/event-stream"
-    req = gw.http.build_request("POST", url, content=payload, headers=headers)
+    headers.update(await provider.auth_headers("POST", upstream.url, headers, payload))
+    req = gw.http.build_request("POST", upstream.url, content=payload, headers=headers)
     try:
         return await gw.http.send(req, stream=stream)
     except httpx.HTTPError as exc:
@@ -131,13 +163,23 @@ async def _upstream_error(resp: httpx.Response, upstream: Codec) -> GatewayError
     return err
 
 
-async def _forward(gw: Gateway, ex: Exchange, client: Codec, provider: Provider, url: str,
-                   body: dict[str, Any], upstream_model: str, stream: bool) -> Response:
+async def _forward(
+    gw: Gateway,
+    ex: Exchange,
+    client: Codec,
+    provider: Provider,
+    upstream: Upstream,
+    body: dict[str, Any],
+    upstream_model: str,
+    stream: bool,
+    hooks: Hooks,
+) -> Response:
     """Same format on both sides: forward the body, rewriting only the model (and asking for usage)."""
     sniffer = sniffer_for(client.name, body)
     body["model"] = upstream_model
     sniffer.prepare_request(body)
-    resp = await _send(gw, provider, url, orjson.dumps(body), stream)
+    body = provider.adapt(client.name, body, upstream_model)
+    resp = await _send(gw, provider, upstream, orjson.dumps(body), stream, client.name)
     if resp.status_code >= 400:
         raise await _upstream_error(resp, client)
     if not stream:
@@ -150,18 +192,34 @@ async def _forward(gw: Gateway, ex: Exchange, client: Codec, provider: Provider,
         except ValueError:
             raise GatewayError("upstream_unavailable", f"upstream provider '{provider.name}' sent an unreadable "
                                "response", status=502) from None
+        if hooks.forwarded is not None:
+            await hooks.forwarded(body, sniffer.response_id, provider)
         return Response(raw, status=200, content_type=resp.headers.get("content-type", "application/json"))
-    return Response(_relay(ex, client, provider, resp, sniffer), status=200, content_type="text/event-stream",
-                    headers=SSE_HEADERS)
+    return Response(
+        _relay(ex, client, body, provider, resp, sniffer, hooks),
+        status=200,
+        content_type="text/event-stream",
+        headers=SSE_HEADERS,
+    )
 
 
-async def _translate(gw: Gateway, ex: Exchange, client: Codec, upstream: Codec, provider: Provider, url: str,
-                     body: dict[str, Any], upstream_model: str, stream: bool, hooks: Hooks) -> Response:
+async def _translate(
+    gw: Gateway,
+    ex: Exchange,
+    client: Codec,
+    upstream: Codec,
+    provider: Provider,
+    target: Upstream,
+    body: dict[str, Any],
+    upstream_model: str,
+    stream: bool,
+    hooks: Hooks,
+) -> Response:
     ir_req = client.decode_request(body)
-    if hooks.prepare is not None:
-        await hooks.prepare(ir_req, body)
-    payload = upstream.encode_request(ir_req, upstream_model)
-    resp = await _send(gw, provider, url, orjson.dumps(payload), stream)
+    if hooks.check_ir is not None:
+        hooks.check_ir(ir_req)
+    payload = provider.adapt(upstream.name, upstream.encode_request(ir_req, upstream_model), upstream_model)
+    resp = await _send(gw, provider, target, orjson.dumps(payload), stream)
     if resp.status_code >= 400:
         raise await _upstream_error(resp, upstream)
     if not stream:
@@ -177,10 +235,14 @@ async def _translate(gw: Gateway, ex: Exchange, client: Codec, upstream: Codec, 
         ex.usage = ir_resp.usage
         out = client.encode_response(ir_resp, ir_req)
         if hooks.completed is not None:
-            await hooks.completed(ir_req, body, out)
+            await hooks.completed(body, out, provider)
         return json_response(out)
-    return Response(_relay_translated(ex, client, upstream, ir_req, body, provider, resp, hooks), status=200,
-                    content_type="text/event-stream", headers=SSE_HEADERS)
+    return Response(
+        _relay_translated(ex, client, upstream, ir_req, body, provider, target, resp, hooks),
+        status=200,
+        content_type="text/event-stream",
+        headers=SSE_HEADERS,
+    )
 
 
 async def _close_upstream(resp: httpx.Response) -> None:
@@ -194,8 +256,15 @@ def _finish(ex: Exchange, status: int) -> None:
     log_exchange(ex)
 
 
-async def _relay(ex: Exchange, client: Codec, provider: Provider, resp: httpx.Response,
-                 sniffer: UsageSniffer) -> AsyncIterator[bytes]:
+async def _relay(
+    ex: Exchange,
+    client: Codec,
+    body: dict[str, Any],
+    provider: Provider,
+    resp: httpx.Response,
+    sniffer: UsageSniffer,
+    hooks: Hooks,
+) -> AsyncIterator[bytes]:
     try:
         try:
             async for chunk in resp.aiter_raw():
@@ -212,6 +281,8 @@ async def _relay(ex: Exchange, client: Codec, provider: Provider, resp: httpx.Re
             ex.error = err.kind
             yield client.render_stream_error(err)
         ex.usage = sniffer.usage
+        if hooks.forwarded is not None and ex.error is None:
+            await hooks.forwarded(body, sniffer.response_id, provider)
     except trio.Cancelled:
         ex.cancelled = True
         ex.usage = sniffer.usage
@@ -221,10 +292,18 @@ async def _relay(ex: Exchange, client: Codec, provider: Provider, resp: httpx.Re
         _finish(ex, 499 if ex.cancelled else 200)
 
 
-async def _relay_translated(ex: Exchange, client: Codec, upstream: Codec, ir_req: ir.Request,
-                            body: dict[str, Any], provider: Provider, resp: httpx.Response,
-                            hooks: Hooks) -> AsyncIterator[bytes]:
-    sse = SSEDecoder()
+async def _relay_translated(
+    ex: Exchange,
+    client: Codec,
+    upstream: Codec,
+    ir_req: ir.Request,
+    body: dict[str, Any],
+    provider: Provider,
+    target: Upstream,
+    resp: httpx.Response,
+    hooks: Hooks,
+) -> AsyncIterator[bytes]:
+    sse = framer(target.framing)
     decoder = upstream.stream_decoder(ir_req)
     encoder = client.stream_encoder(ir_req)
 
@@ -248,12 +327,12 @@ async def _relay_translated(ex: Exchange, client: Codec, upstream: Codec, ir_req
                     ex.mark_first_byte()
                     yield out
             out = b""
-            for event in sse.close():
+            for event in getattr(sse, "close", list)():
                 out += emit(decoder.feed(event))
             out += emit(decoder.close())
             if out:
                 yield out
-        except (httpx.HTTPError, SSEError) as exc:
+        except (httpx.HTTPError, SSEError, ValueError) as exc:
             err = transport_error(exc, provider.name) if isinstance(exc, httpx.HTTPError) else \
                 GatewayError("upstream_unavailable", f"upstream provider '{provider.name}' sent a malformed stream")
             yield emit([ir.StreamError(err)])
@@ -261,7 +340,7 @@ async def _relay_translated(ex: Exchange, client: Codec, upstream: Codec, ir_req
         if hooks.completed is not None and final is not None and ex.error is None:
             result = final()
             if result is not None:
-                await hooks.completed(ir_req, body, result)
+                await hooks.completed(body, result, provider)
     except trio.Cancelled:
         ex.cancelled = True
         raise

@@ -50,24 +50,25 @@ def create_mock_app(state: MockState) -> QuartTrio:
             await trio.sleep(latency / 1000)
         return seen, fault
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions() -> Response:
+    async def chat(deployment: str | None = None) -> Response:
         seen, fault = await prelude()
-        denied = openai_auth_error()
+        denied = openai_auth_error(azure=deployment is not None or request.path.startswith("/openai/"))
         if denied is not None:
             return denied
         body = seen.body
         if not isinstance(body, dict):
-            return Response(openai_chat.error_body(400, "We could not parse the JSON body of your request."),
-                            status=400, content_type="application/json")
+            return openai_error(400, "We could not parse the JSON body of your request.")
+        if deployment is not None:
+            # Azure's dated API: the deployment in the path picks the model; the body's model is ignored.
+            if not request.args.get("api-version"):
+                return openai_error(404, "Resource not found (missing api-version)")
+            body = {**body, "model": deployment}
         if fault and fault.status:
-            return Response(openai_chat.error_body(fault.status, fault.message, fault.error_type),
-                            status=fault.status, content_type="application/json", headers=fault.headers)
+            return openai_error(fault.status, fault.message, fault.error_type, fault.headers)
         if fault and fault.malformed:
             return Response(b'{"id": "chatcmpl-broken", "choices": [', status=200, content_type="application/json")
         if not isinstance(body.get("messages"), list) or not body.get("model"):
-            return Response(openai_chat.error_body(400, "'messages' and 'model' are required"), status=400,
-                            content_type="application/json")
+            return openai_error(400, "'messages' and 'model' are required")
         reply = plan_reply(openai_chat.conversation(body))
         if body.get("stream"):
             gen = openai_chat.stream(state, seen, body, reply, fault)
@@ -75,6 +76,10 @@ def create_mock_app(state: MockState) -> QuartTrio:
         seen.usage = openai_chat.usage_of(reply)
         seen.finished = time.monotonic()
         return _json(openai_chat.completion(body, reply))
+
+    app.add_url_rule("/v1/chat/completions", "chat", chat, methods=["POST"])
+    app.add_url_rule("/openai/v1/chat/completions", "azure_v1_chat", chat, methods=["POST"])
+    app.add_url_rule("/openai/deployments/<deployment>/chat/completions", "azure_chat", chat, methods=["POST"])
 
     def anthropic_error(status: int, message: str, etype: str | None = None,
                         headers: dict[str, str] | None = None) -> Response:
@@ -134,15 +139,21 @@ def create_mock_app(state: MockState) -> QuartTrio:
         return Response(openai_chat.error_body(status, message, etype), status=status,
                         content_type="application/json", headers=headers)
 
-    def openai_auth_error() -> Response | None:
-        if state.api_key is not None and request.headers.get("authorization") != f"Bearer {state.api_key}":
-            return openai_error(401, "Incorrect API key provided")
-        return None
+    def openai_auth_error(azure: bool = False) -> Response | None:
+        if state.api_key is None:
+            return None
+        if request.headers.get("authorization") == f"Bearer {state.api_key}":
+            return None
+        if azure and request.headers.get("api-key") == state.api_key:
+            return None
+        return openai_error(401, "Incorrect API key provided")
 
     @app.post("/v1/responses")
+    @app.post("/openai/v1/responses")
+    @app.post("/openai/responses")
     async def create_response() -> Response:
         seen, fault = await prelude()
-        denied = openai_auth_error()
+        denied = openai_auth_error(azure=request.path.startswith("/openai/"))
         if denied is not None:
             return denied
         body = seen.body
@@ -170,6 +181,8 @@ def create_mock_app(state: MockState) -> QuartTrio:
         return _json(final)
 
     @app.get("/v1/responses/<rid>")
+    @app.get("/openai/v1/responses/<rid>")
+    @app.get("/openai/responses/<rid>")
     async def get_response(rid: str) -> Response:
         entry = responses.get(rid)
         if entry is None:
@@ -177,12 +190,16 @@ def create_mock_app(state: MockState) -> QuartTrio:
         return _json(entry[0])
 
     @app.delete("/v1/responses/<rid>")
+    @app.delete("/openai/v1/responses/<rid>")
+    @app.delete("/openai/responses/<rid>")
     async def delete_response(rid: str) -> Response:
         if not responses.delete(rid):
             return openai_error(404, f"Response with id '{rid}' not found.")
         return _json({"id": rid, "object": "response", "deleted": True})
 
     @app.get("/v1/responses/<rid>/input_items")
+    @app.get("/openai/v1/responses/<rid>/input_items")
+    @app.get("/openai/responses/<rid>/input_items")
     async def response_input_items(rid: str) -> Response:
         entry = responses.get(rid)
         if entry is None:

@@ -1,33 +1,38 @@
-"""Runtime view of a configured provider: where it lives, which wire format it speaks for each API
-type, and how the gateway authenticates to it. Keys stay here; nothing else formats them."""
+"""Runtime view of a configured provider: which wire format it speaks for each API type, the URL of
+each call, body adjustments it needs, and how the gateway authenticates to it. Keys stay here;
+nothing else formats them.
+
+One class per provider family with its own URL scheme or auth; OpenAI-compatible servers are
+``OpenAIProvider`` driven by a profile (providers/*.toml).
+"""
 
 from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import quote
 
 from attrs import define, field
 
 from trigate.config import Config, ProviderConfig
+from trigate.errors import GatewayError
+from trigate.upstream.profiles import Profile, Quirks, load_profiles
 
 ANTHROPIC_VERSION = "2023-06-01"
+VERTEX_ANTHROPIC_VERSION = "vertex-2023-10-16"
 
-DEFAULT_BASE_URLS = {
-    "openai": "https://api.openai.com/v1",
-    "anthropic": "https://api.anthropic.com",  # Anthropic convention: no /v1 in the base URL
-}
 
-# API type -> (wire format, path under base_url) per provider kind.
-_ENDPOINTS: dict[str, dict[str, tuple[str, str]]] = {
-    "openai": {
-        "chat": ("openai_chat", "/chat/completions"),
-        "responses": ("openai_responses", "/responses"),
-        "messages": ("openai_chat", "/chat/completions"),
-    },
-    "anthropic": {
-        "chat": ("anthropic", "/v1/messages"),
-        "responses": ("anthropic", "/v1/messages"),
-        "messages": ("anthropic", "/v1/messages"),
-    },
-}
-_ENDPOINTS["mock"] = _ENDPOINTS["openai"]
+@define(frozen=True)
+class Upstream:
+    """One upstream call: the wire format, the URL, and the stream framing."""
+
+    format: str
+    url: str
+    framing: str = "sse"  # sse | eventstream
+
+
+def _unsupported(provider: str, api: str) -> GatewayError:
+    return GatewayError("invalid_request", f"provider '{provider}' does not serve the {api} API", status=400)
 
 
 @define
@@ -37,39 +42,276 @@ class Provider:
     base_url: str
     api_key: str | None = field(default=None, repr=False)
     extra_headers: dict[str, str] = field(factory=dict, repr=False)
+    auth: str = "bearer"
+    quirks: Quirks = field(factory=Quirks)
 
-    def endpoint(self, api: str) -> tuple[str, str]:
-        """(wire format, absolute URL) used for an API type."""
-        fmt, path = _ENDPOINTS[self.kind][api]
-        return fmt, self.base_url + path
+    def upstream(self, api: str, model: str, stream: bool) -> Upstream:
+        raise _unsupported(self.name, api)
 
-    def auth_headers(self) -> dict[str, str]:
-        headers = dict(self.extra_headers)
-        if self.kind == "anthropic":
-            headers.setdefault("anthropic-version", ANTHROPIC_VERSION)
-            if self.api_key:
-                headers["x-api-key"] = self.api_key
-        elif self.api_key:
-            headers["authorization"] = f"Bearer {self.api_key}"
-        return headers
+    def stored_response_url(self, response_id: str, suffix: str = "") -> str:
+        """URL of a response the provider stored itself (Responses API retrieve/delete/input_items)."""
+        raise _unsupported(self.name, "responses")
+
+    def adapt(self, fmt: str, body: dict[str, Any], model: str) -> dict[str, Any]:
+        """Final body adjustments for this provider (quirks, fields the provider wants elsewhere)."""
+        if self.quirks.drop_params or self.quirks.rename_params:
+            for key in self.quirks.drop_params:
+                body.pop(key, None)
+            for old, new in self.quirks.rename_params.items():
+                if old in body:
+                    body[new] = body.pop(old)
+        return body
+
+    async def auth_headers(self, method: str, url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
+        """Headers authenticating one request (may sign the body or refresh a token)."""
+        out = dict(self.extra_headers)
+        if self.api_key and self.auth != "none":
+            if self.auth == "api-key":
+                out["api-key"] = self.api_key
+            elif self.auth.startswith("header:"):
+                out[self.auth.removeprefix("header:")] = self.api_key
+            else:
+                out["authorization"] = f"Bearer {self.api_key}"
+        return out
+
+    async def aclose(self) -> None:
+        pass
+
+
+@define
+class OpenAIProvider(Provider):
+    """OpenAI itself, the embedded mock, and every OpenAI-compatible profile."""
+
+    responses: bool = True
+
+    def upstream(self, api: str, model: str, stream: bool) -> Upstream:
+        if api == "responses" and self.responses:
+            return Upstream("openai_responses", self.base_url + "/responses")
+        if api in ("chat", "messages", "responses"):
+            return Upstream("openai_chat", self.base_url + "/chat/completions")
+        raise _unsupported(self.name, api)
+
+    def stored_response_url(self, response_id: str, suffix: str = "") -> str:
+        return f"{self.base_url}/responses/{quote(response_id, safe='')}{suffix}"
+
+
+@define
+class AzureProvider(Provider):
+    """Azure OpenAI: the v1 API (``/openai/v1``, model = deployment in the body) or the dated
+    deployments API (deployment in the path, ``api-version`` query)."""
+
+    api_version: str | None = None
+
+    def _url(self, model: str, op: str) -> str:
+        if self.api_version:
+            if op == "responses":
+                return f"{self.base_url}/openai/responses?api-version={self.api_version}"
+            return f"{self.base_url}/openai/deployments/{quote(model, safe='')}/{op}?api-version={self.api_version}"
+        return f"{self.base_url}/openai/v1/{op}"
+
+    def stored_response_url(self, response_id: str, suffix: str = "") -> str:
+        path = f"responses/{quote(response_id, safe='')}{suffix}"
+        if self.api_version:
+            return f"{self.base_url}/openai/{path}?api-version={self.api_version}"
+        return f"{self.base_url}/openai/v1/{path}"
+
+    def upstream(self, api: str, model: str, stream: bool) -> Upstream:
+        if api == "responses":
+            return Upstream("openai_responses", self._url(model, "responses"))
+        if api in ("chat", "messages"):
+            return Upstream("openai_chat", self._url(model, "chat/completions"))
+        raise _unsupported(self.name, api)
+
+
+@define
+class AnthropicProvider(Provider):
+    def upstream(self, api: str, model: str, stream: bool) -> Upstream:
+        if api in ("chat", "messages", "responses"):
+            return Upstream("anthropic", self.base_url + "/v1/messages")
+        raise _unsupported(self.name, api)
+
+    async def auth_headers(self, method: str, url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
+        out = dict(self.extra_headers)
+        out["anthropic-version"] = headers.get("anthropic-version") or ANTHROPIC_VERSION
+        if self.api_key:
+            out["x-api-key"] = self.api_key
+        return out
+
+
+@define
+class GeminiProvider(Provider):
+    """Google AI Studio (Gemini Developer API), native generateContent."""
+
+    def upstream(self, api: str, model: str, stream: bool) -> Upstream:
+        if api in ("chat", "messages", "responses"):
+            base = f"{self.base_url}/v1beta/models/{quote(model, safe='')}"
+            return Upstream("gemini", base + (":streamGenerateContent?alt=sse" if stream else ":generateContent"))
+        raise _unsupported(self.name, api)
+
+    def adapt(self, fmt: str, body: dict[str, Any], model: str) -> dict[str, Any]:
+        return body
+
+    async def auth_headers(self, method: str, url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
+        out = dict(self.extra_headers)
+        if self.api_key:
+            out["x-goog-api-key"] = self.api_key
+        return out
+
+
+@define
+class VertexProvider(Provider):
+    """Vertex AI: Gemini models (generateContent) and Claude models (rawPredict, Anthropic format)."""
+
+    project: str = ""
+    location: str = ""
+    tokens: Any = None  # trigate.upstream.google_auth.TokenSource
+
+    def _model_url(self, publisher: str, model: str, method: str) -> str:
+        return (
+            f"{self.base_url}/v1/projects/{self.project}/locations/{self.location}/publishers/{publisher}"
+            f"/models/{quote(model, safe='@')}:{method}"
+        )
+
+    def upstream(self, api: str, model: str, stream: bool) -> Upstream:
+        if api not in ("chat", "messages", "responses"):
+            raise _unsupported(self.name, api)
+        if model.startswith("claude"):
+            return Upstream(
+                "anthropic", self._model_url("anthropic", model, "streamRawPredict" if stream else "rawPredict")
+            )
+        return Upstream(
+            "gemini", self._model_url("google", model, "streamGenerateContent?alt=sse" if stream else "generateContent")
+        )
+
+    def adapt(self, fmt: str, body: dict[str, Any], model: str) -> dict[str, Any]:
+        if fmt == "anthropic":
+            # Vertex takes the model from the URL and the API version from the body.
+            body.pop("model", None)
+            body["anthropic_version"] = VERTEX_ANTHROPIC_VERSION
+        return body
+
+    async def auth_headers(self, method: str, url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
+        out = dict(self.extra_headers)
+        out["authorization"] = f"Bearer {await self.tokens.token()}"
+        return out
+
+    async def aclose(self) -> None:
+        if self.tokens is not None:
+            await self.tokens.aclose()
+
+
+@define
+class BedrockProvider(Provider):
+    """Amazon Bedrock Runtime, Converse/ConverseStream; SigV4 or a Bedrock API key (bearer)."""
+
+    region: str = ""
+    access_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+
+    def upstream(self, api: str, model: str, stream: bool) -> Upstream:
+        if api in ("chat", "messages", "responses"):
+            # The model id is one path segment: ':' and '/' (ARNs) must be percent-encoded.
+            base = f"{self.base_url}/model/{quote(model, safe='')}"
+            if stream:
+                return Upstream("bedrock", base + "/converse-stream", framing="eventstream")
+            return Upstream("bedrock", base + "/converse")
+        raise _unsupported(self.name, api)
+
+    def adapt(self, fmt: str, body: dict[str, Any], model: str) -> dict[str, Any]:
+        return body
+
+    async def auth_headers(self, method: str, url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
+        out = dict(self.extra_headers)
+        if self.api_key:
+            out["authorization"] = f"Bearer {self.api_key}"
+            return out
+        if not (self.access_key and self.secret_key):
+            raise GatewayError("server_error", f"provider '{self.name}' has no AWS credentials configured", status=500)
+        from trigate.upstream.sigv4 import sign_request
+
+        signed = sign_request(
+            method,
+            url,
+            {**headers, **out},
+            body,
+            access_key=self.access_key,
+            secret_key=self.secret_key,
+            session_token=self.session_token,
+            region=self.region,
+        )
+        out.update(signed)
+        return out
+
+
+@define
+class CohereProvider(Provider):
+    """Cohere: embeddings and rerank (its chat API is not routed through the text pipeline)."""
 
 
 def build_providers(config: Config, mock_urls: dict[str, str]) -> dict[str, Provider]:
     """``mock_urls`` maps mock provider names to the base URL of their running embedded mock."""
-    out = {}
-    for name, pc in config.providers.items():
-        out[name] = _provider(name, pc, mock_urls.get(name))
-    return out
+    return {name: make_provider(name, pc, mock_urls.get(name)) for name, pc in config.providers.items()}
 
 
-def _provider(name: str, pc: ProviderConfig, mock_url: str | None) -> Provider:
-    if pc.kind == "mock":
+def _base(pc: ProviderConfig, default: str) -> str:
+    return (pc.base_url or default).rstrip("/")
+
+
+def make_provider(name: str, pc: ProviderConfig, mock_url: str | None = None) -> Provider:
+    common: dict[str, Any] = {"name": name, "kind": pc.kind, "api_key": pc.api_key, "extra_headers": dict(pc.headers)}
+    kind = pc.kind
+    if kind == "mock":
         base = pc.base_url or mock_url
         if base is None:
             raise ValueError(f"mock provider {name!r} has no running mock")
         base = base.rstrip("/")
-        if not base.endswith("/v1"):
-            base += "/v1"
-    else:
-        base = (pc.base_url or DEFAULT_BASE_URLS[pc.kind]).rstrip("/")
-    return Provider(name=name, kind=pc.kind, base_url=base, api_key=pc.api_key, extra_headers=dict(pc.headers))
+        return OpenAIProvider(base_url=base if base.endswith("/v1") else base + "/v1", **common)
+    if kind == "openai":
+        return OpenAIProvider(base_url=_base(pc, "https://api.openai.com/v1"), auth=pc.auth or "bearer", **common)
+    if kind == "azure":
+        base = _base(pc, "").removesuffix("/openai/v1").removesuffix("/openai")
+        return AzureProvider(base_url=base, auth=pc.auth or "api-key", api_version=pc.api_version, **common)
+    if kind == "anthropic":
+        # Anthropic convention: the base URL has no /v1.
+        return AnthropicProvider(base_url=_base(pc, "https://api.anthropic.com").removesuffix("/v1"), **common)
+    if kind == "gemini":
+        return GeminiProvider(base_url=_base(pc, "https://generativelanguage.googleapis.com"), **common)
+    if kind == "vertex":
+        from trigate.upstream.google_auth import token_source
+
+        location = pc.region or "global"
+        host = "aiplatform.googleapis.com" if location == "global" else f"{location}-aiplatform.googleapis.com"
+        return VertexProvider(
+            base_url=_base(pc, f"https://{host}"),
+            project=pc.project or "",
+            location=location,
+            tokens=token_source(pc),
+            **common,
+        )
+    if kind == "bedrock":
+        region = pc.region or "us-east-1"
+        env = os.environ
+        return BedrockProvider(
+            base_url=_base(pc, f"https://bedrock-runtime.{region}.amazonaws.com"),
+            region=region,
+            access_key=pc.aws_access_key_id or env.get("AWS_ACCESS_KEY_ID"),
+            secret_key=pc.aws_secret_access_key or env.get("AWS_SECRET_ACCESS_KEY"),
+            session_token=pc.aws_session_token or env.get("AWS_SESSION_TOKEN"),
+            **{**common, "api_key": pc.api_key or env.get("AWS_BEARER_TOKEN_BEDROCK")},
+        )
+    if kind == "cohere":
+        return CohereProvider(base_url=_base(pc, "https://api.cohere.com"), **common)
+    profile = load_profiles()[kind]
+    return profile_provider(name, pc, profile, common)
+
+
+def profile_provider(name: str, pc: ProviderConfig, profile: Profile, common: dict[str, Any]) -> Provider:
+    key = pc.api_key or (os.environ.get(profile.api_key_env) if profile.api_key_env else None)
+    return OpenAIProvider(
+        base_url=_base(pc, profile.base_url),
+        auth=pc.auth or profile.auth,
+        quirks=profile.quirks,
+        responses=profile.responses,
+        **{**common, "api_key": key, "extra_headers": {**profile.headers, **common["extra_headers"]}},
+    )

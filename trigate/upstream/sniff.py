@@ -27,6 +27,7 @@ class UsageSniffer:
 
     def __init__(self) -> None:
         self.usage: Usage | None = None
+        self.response_id: str | None = None  # the upstream's id for what it answered, when tracked
 
     def prepare_request(self, body: dict[str, Any]) -> None:
         pass
@@ -161,16 +162,19 @@ class ResponsesSniffer(UsageSniffer):
 
     def feed(self, chunk: bytes) -> bytes:
         for ev in self._sse.feed(chunk):
-            if ev.event in ("response.completed", "response.incomplete", "response.failed"):
+            if ev.event in ("response.created", "response.completed", "response.incomplete", "response.failed"):
                 try:
-                    obj = orjson.loads(ev.data)
-                except orjson.JSONDecodeError:
+                    resp = orjson.loads(ev.data).get("response") or {}
+                except (orjson.JSONDecodeError, AttributeError):
                     continue
-                self.usage = usage_from_responses((obj.get("response") or {}).get("usage")) or self.usage
+                self.response_id = resp.get("id") or self.response_id
+                self.usage = usage_from_responses(resp.get("usage")) or self.usage
         return chunk
 
     def usage_from_body(self, raw: bytes) -> Usage | None:
-        return usage_from_responses(_json_object(raw).get("usage"))
+        body = _json_object(raw)
+        self.response_id = body.get("id")
+        return usage_from_responses(body.get("usage"))
 
 
 def sniffer_for(fmt: str, body: dict[str, Any]) -> UsageSniffer:

@@ -1,0 +1,168 @@
+"""OpenAI Responses: ``POST /v1/responses``, ``GET``/``DELETE /v1/responses/{id}`` and
+``GET /v1/responses/{id}/input_items``.
+
+OpenAI providers keep their own state: requests are forwarded and only the id -> provider mapping is
+remembered, so retrieval by id reaches the right provider. For translated providers the gateway is the
+state: with ``store`` (the default) each answer is kept in the response store, and
+``previous_response_id`` expands into the stored conversation before translation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from quart import Quart, Response, request
+
+from trigate.api.text import Hooks, error_response, handle_text, json_response
+from trigate.errors import GatewayError, invalid_request
+from trigate.formats import get_codec
+from trigate.formats import openai_responses as fmt
+from trigate.gateway import Gateway
+from trigate.store.responses import StoredResponse
+from trigate.upstream.client import transport_error
+from trigate.upstream.providers import Provider
+
+
+def _not_found(rid: str) -> GatewayError:
+    return GatewayError("not_found", f"Response with id '{rid}' not found.", param="response_id")
+
+
+def _check_ir(req: Any) -> None:
+    problems = fmt.unsupported_features(req)
+    if problems:
+        raise invalid_request(
+            "not supported by this model's provider (OpenAI-only Responses features): " + ", ".join(problems),
+            param="tools",
+        )
+
+
+class _StatefulHooks:
+    """Per-request state between expanding previous_response_id and storing the answer."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self.context: list[dict[str, Any]] = []
+        self.current: list[dict[str, Any]] = []
+
+    async def prepare(self, body: dict[str, Any], provider: Provider, native: bool) -> dict[str, Any]:
+        if native:
+            return body
+        self.current = fmt.input_items(body)
+        prev_id = body.get("previous_response_id")
+        if prev_id is None:
+            return body
+        if not isinstance(prev_id, str):
+            raise invalid_request("previous_response_id: must be a string", param="previous_response_id")
+        prev = await self.gw.responses.get(prev_id)
+        if prev is None or prev.native:
+            raise GatewayError(
+                "not_found", f"Previous response with id '{prev_id}' not found.", param="previous_response_id"
+            )
+        self.context = prev.conversation()
+        return fmt.prepend_history(body, self.context, self.current)
+
+    async def completed(self, body: dict[str, Any], out: dict[str, Any], provider: Provider) -> None:
+        if body.get("store", True) is not False:
+            await self.gw.responses.put(
+                StoredResponse(out["id"], provider.name, False, out, self.current, self.context)
+            )
+
+    async def forwarded(self, body: dict[str, Any], rid: str | None, provider: Provider) -> None:
+        if rid and body.get("store", True) is not False:
+            await self.gw.responses.put(StoredResponse(rid, provider.name, True))
+
+    def hooks(self) -> Hooks:
+        return Hooks(check_ir=_check_ir, prepare=self.prepare, completed=self.completed, forwarded=self.forwarded)
+
+
+async def _native(gw: Gateway, rec: StoredResponse, method: str, suffix: str) -> Response:
+    """Send a GET/DELETE for a natively stored response to the provider that owns it."""
+    provider = gw.providers.get(rec.provider)
+    if provider is None:
+        raise _not_found(rec.id)
+    url = provider.stored_response_url(rec.id, suffix)
+    try:
+        headers = await provider.auth_headers(method, url, {}, b"")
+        resp = await gw.http.request(method, url, params=dict(request.args), headers=headers)
+    except httpx.HTTPError as exc:
+        raise transport_error(exc, provider.name) from None
+    if resp.status_code >= 400:
+        raise get_codec("openai_responses").parse_error(resp.status_code, resp.content)
+    if method == "DELETE":
+        await gw.responses.delete(rec.id)
+    return Response(resp.content, status=resp.status_code, content_type="application/json")
+
+
+def _page(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """OpenAI list pagination over stored input items: after, limit (1-100, default 20), order."""
+    order = request.args.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise invalid_request("order: must be 'asc' or 'desc'", param="order")
+    try:
+        limit = int(request.args.get("limit", 20))
+    except ValueError:
+        raise invalid_request("limit: must be an integer", param="limit") from None
+    if not 1 <= limit <= 100:
+        raise invalid_request("limit: must be between 1 and 100", param="limit")
+    seq = items if order == "asc" else list(reversed(items))
+    after = request.args.get("after")
+    if after:
+        ids = [it.get("id") for it in seq]
+        if after not in ids:
+            raise invalid_request(f"after: no item with id '{after}'", param="after")
+        seq = seq[ids.index(after) + 1 :]
+    data = seq[:limit]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": len(seq) > limit,
+    }
+
+
+def register(app: Quart, gw: Gateway) -> None:
+    codec = get_codec("openai_responses")
+
+    @app.post("/v1/responses")
+    @app.post("/responses")
+    async def create() -> Response:
+        return await handle_text(gw, "responses", "openai_responses", _StatefulHooks(gw).hooks())
+
+    async def lookup(rid: str) -> StoredResponse:
+        rec = await gw.responses.get(rid)
+        if rec is None:
+            raise _not_found(rid)
+        return rec
+
+    @app.get("/v1/responses/<rid>")
+    async def retrieve(rid: str) -> Response:
+        try:
+            rec = await lookup(rid)
+            if rec.native:
+                return await _native(gw, rec, "GET", "")
+            return json_response(rec.response)
+        except GatewayError as err:
+            return error_response(codec, err)
+
+    @app.delete("/v1/responses/<rid>")
+    async def delete(rid: str) -> Response:
+        try:
+            rec = await lookup(rid)
+            if rec.native:
+                return await _native(gw, rec, "DELETE", "")
+            await gw.responses.delete(rid)
+            return json_response({"id": rid, "object": "response", "deleted": True})
+        except GatewayError as err:
+            return error_response(codec, err)
+
+    @app.get("/v1/responses/<rid>/input_items")
+    async def input_items(rid: str) -> Response:
+        try:
+            rec = await lookup(rid)
+            if rec.native:
+                return await _native(gw, rec, "GET", "/input_items")
+            return json_response(_page([*rec.context, *rec.input_items]))
+        except GatewayError as err:
+            return error_response(codec, err)
