@@ -112,9 +112,9 @@ def openai_config(mock_url: str, **extra: Any) -> dict[str, Any]:
         },
         "models": [
             {"name": "gpt-4o-mini", "provider": "openai"},
-            {"name": "openai/*", "provider": "openai"},
+            {"name": "openai/*", "provider": "openai", "expand": True},
             {"name": "fast", "provider": "openai", "model": "gpt-4o-mini"},
-            {"name": "claude-*", "provider": "anthropic"},
+            {"name": "claude-*", "provider": "anthropic", "expand": True},
             {"name": "anthropic/*", "provider": "anthropic"},
             {"name": "azure/*", "provider": "azure"},
             {"name": "azure-dated/*", "provider": "azure-dated"},

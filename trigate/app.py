@@ -6,7 +6,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from trigate.api import chat, health, messages, responses
+from trigate.api import chat, count_tokens, health, messages, models, passthrough, responses
 from trigate.api.text import error_response
 from trigate.errors import GatewayError, kind_for_status
 from trigate.formats import client_format_for_path, get_codec
@@ -25,6 +25,10 @@ def create_app(gw: Gateway) -> QuartTrio:
     chat.register(app, gw)
     messages.register(app, gw)
     responses.register(app, gw)
+    count_tokens.register(app, gw)
+    models.register(app, gw)
+    # last: its /<provider>/<path> pattern must not shadow the API routes above
+    passthrough.register(app, gw)
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:

@@ -44,6 +44,8 @@ class ServerSettings:
     # Connect / read timeouts towards upstreams, seconds.
     connect_timeout: float = 10.0
     read_timeout: float = 600.0
+    # How long a provider's own model list (for expanded wildcard routes) is cached, seconds.
+    models_cache_seconds: float = 300.0
 
 
 @define(frozen=True)
@@ -81,6 +83,8 @@ class ModelRoute:
     # Upstream model name; '*' is replaced by what the wildcard matched. Default: the requested name
     # for exact routes, the wildcard capture for prefix routes like 'openai/*'.
     model: str | None = None
+    # Wildcard routes: list the provider's own models matching the pattern in GET /v1/models.
+    expand: bool = False
 
 
 @define(frozen=True)

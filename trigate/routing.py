@@ -58,3 +58,23 @@ class Router:
     def listed_models(self) -> list[tuple[str, str]]:
         """(client-facing name, provider) for every non-wildcard route, in config order."""
         return [(r.name, r.provider) for r in self._exact.values()]
+
+    def expanded_routes(self) -> list[ModelRoute]:
+        """Wildcard routes whose provider's own model list should be shown."""
+        return [p.route for p in self._patterns if p.route.expand]
+
+    @staticmethod
+    def client_name(route: ModelRoute, upstream_model: str) -> str | None:
+        """The client-facing name under which ``route`` serves ``upstream_model`` (None if it doesn't)."""
+        if route.model:
+            if "*" not in route.model:
+                return None
+            prefix, _, suffix = route.model.partition("*")
+            if not (upstream_model.startswith(prefix) and upstream_model.endswith(suffix)):
+                return None
+            captured = upstream_model[len(prefix):len(upstream_model) - len(suffix)]
+            return route.name.replace("*", captured, 1)
+        if route.name.endswith("/*") and route.name.count("*") == 1:
+            return route.name[:-1] + upstream_model
+        rx = "^" + ".*".join(re.escape(p) for p in route.name.split("*")) + "$"
+        return upstream_model if re.match(rx, upstream_model) else None

@@ -271,6 +271,10 @@ def test_rejects_unsupported_media() -> None:
     with pytest.raises(GatewayError) as e:
         _encode(ir.Message("user", [ir.Image(url="ftp://example.com/a.png")]))
     assert _param_of(e) == "messages[0].content[0]"
+    with pytest.raises(GatewayError) as e:
+        _encode(ir.Message("user", [ir.Text("see"), ir.Document(file_id="file-abc123")]))
+    assert _param_of(e) == "messages[0].content[1]"
+    assert "file-abc123" in e.value.message
 
 
 def test_rejects_non_text_system_and_text_in_tool_message() -> None:

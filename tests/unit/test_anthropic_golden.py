@@ -14,7 +14,7 @@ import anthropic
 import httpx2
 import pytest
 
-from trigate.formats.anthropic import CODEC
+from trigate.formats.anthropic import CODEC, server_tools
 from trigate.translate import ir
 from trigate.wire.sse import SSEDecoder
 
@@ -116,6 +116,8 @@ def test_request_ir_server_tools_kept_opaque() -> None:
     # Only the custom tool is an IR tool; the typed server tool waits in extras for an Anthropic encoder.
     assert [t.name for t in req.tools] == ["save_note"]
     assert req.extras["anthropic"]["_server_tools"] == [[0, body["tools"][0]]]
+    assert server_tools(req) == [{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}]
+    assert server_tools(ir.Request(model="m")) == []
     assistant = req.messages[1]
     assert [p.text for p in assistant.content] == ["", "", "Top story: A."]
 

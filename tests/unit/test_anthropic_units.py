@@ -506,7 +506,7 @@ def test_encoder_error_before_anything() -> None:
 
 def test_encoder_block_before_message_start() -> None:
     out = _encode(ir.BlockStart(0, "text"), ir.TextDelta(0, "x"), ir.MessageEnd(None))
-    assert [n for n, _ in out][0] == "message_start"
+    assert out[0][0] == "message_start"
     assert out[-2][1]["delta"]["stop_reason"] == "end_turn"
 
 

@@ -567,7 +567,7 @@ def test_encoder_tolerates_missing_block_events() -> None:
         [
             ir.MessageStart("x", "m"),
             ir.TextDelta(0, "a"),
-            ir.ReasoningDelta(5, "ignored? no: opens a reasoning block"),
+            ir.ReasoningDelta(5, "opens a reasoning block"),
             ir.ToolArgsDelta(9, "dropped"),
             ir.BlockStop(42),
             ir.MessageEnd("end_turn", usage=ir.Usage(1, 2)),

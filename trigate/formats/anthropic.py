@@ -46,7 +46,7 @@ from trigate.formats.anthropic_stream import render_stream_error as _render_stre
 from trigate.translate import ir
 from trigate.translate.reasoning import budget_for_effort, default_max_tokens, fit_thinking
 
-__all__ = ["CODEC", "OPAQUE_MARKER", "AnthropicCodec", "usage_from_body", "usage_from_event"]
+__all__ = ["CODEC", "OPAQUE_MARKER", "AnthropicCodec", "server_tools", "usage_from_body", "usage_from_event"]
 
 NAME = "anthropic"
 
@@ -162,6 +162,16 @@ def opaque_block(part: ir.Text) -> dict[str, Any] | None:
     if c and not part.text and len(c) == 1 and isinstance(c[0], dict) and c[0].get("type") == OPAQUE_MARKER:
         return c[0].get("block")
     return None
+
+
+def server_tools(req: ir.Request) -> list[dict[str, Any]]:
+    """The typed Anthropic server tools (web_search_..., bash_..., ...) a request carries in its extras.
+
+    For other encoders and the shell: they have no equivalent elsewhere, so a request routed to another
+    provider should be rejected (or the tools knowingly stripped) when this is not empty.
+    """
+    extras = req.extras.get(NAME) or {}
+    return [tool for _, tool in extras.get("_server_tools") or ()]
 
 
 def _is_opaque_type(btype: str) -> bool:
@@ -577,6 +587,14 @@ def _text_block(t: ir.Text) -> dict[str, Any] | None:
     return b
 
 
+def _file_id(fid: str, p: str) -> str:
+    # Anthropic Files API ids are file_...; another provider's (OpenAI file-...) would fail upstream with a
+    # confusing not-found, so the caller hears it here.
+    if not fid.startswith("file_"):
+        raise _bad(f"{p}: file id {fid!r} is not an Anthropic file id", p)
+    return fid
+
+
 def _image_block(img: ir.Image, p: str) -> dict[str, Any]:
     data, media_type = img.data, img.media_type
     if data is None and img.url and img.url.startswith("data:"):
@@ -596,7 +614,7 @@ def _image_block(img: ir.Image, p: str) -> dict[str, Any]:
             raise _bad(f"{p}: image URL must be http(s) or a data URL", p)
         src = {"type": "url", "url": img.url}
     elif img.file_id:
-        src = {"type": "file", "file_id": img.file_id}
+        src = {"type": "file", "file_id": _file_id(img.file_id, p)}
     else:
         raise _bad(f"{p}: image has no data, URL or file id", p)
     b: dict[str, Any] = {"type": "image", "source": src}
@@ -623,7 +641,7 @@ def _document_block(d: ir.Document, p: str) -> dict[str, Any]:
     elif d.url:
         src = {"type": "url", "url": d.url}
     elif d.file_id:
-        src = {"type": "file", "file_id": d.file_id}
+        src = {"type": "file", "file_id": _file_id(d.file_id, p)}
     else:
         raise _bad(f"{p}: document has no data, URL or file id", p)
     b: dict[str, Any] = {"type": "document", "source": src}

@@ -19,6 +19,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from trigate.mock import anthropic, openai_chat, openai_responses
+from trigate.mock.replies import count_tokens as count_words
 from trigate.mock.replies import plan_reply
 from trigate.mock.state import Fault, MockState, SeenRequest
 
@@ -180,6 +181,22 @@ def create_mock_app(state: MockState) -> QuartTrio:
         seen.finished = time.monotonic()
         return _json(final)
 
+    @app.post("/v1/responses/input_tokens")
+    async def response_input_tokens() -> Response:
+        seen, fault = await prelude()
+        denied = openai_auth_error()
+        if denied is not None:
+            return denied
+        if fault and fault.status:
+            return openai_error(fault.status, fault.message, fault.error_type, fault.headers)
+        body = seen.body
+        if not isinstance(body, dict) or not body.get("model"):
+            return openai_error(400, "'model' is required")
+        conv = openai_responses.conversation(body, [])
+        tools = sum(count_words(orjson.dumps(t).decode()) for t in body.get("tools") or [])
+        return _json({"object": "response.input_tokens",
+                      "input_tokens": sum(count_words(t) for t in conv.texts) + 3 * conv.messages + tools})
+
     @app.get("/v1/responses/<rid>")
     @app.get("/openai/v1/responses/<rid>")
     @app.get("/openai/responses/<rid>")
@@ -210,9 +227,19 @@ def create_mock_app(state: MockState) -> QuartTrio:
 
     @app.get("/v1/models")
     async def models() -> Response:
+        if request.headers.get("anthropic-version"):
+            names = ["claude-mock-sonnet", "claude-mock-haiku"]
+            return _json({"data": [{"type": "model", "id": n, "display_name": n, "created_at": "2025-01-01T00:00:00Z"}
+                                   for n in names], "has_more": False, "first_id": names[0], "last_id": names[-1]})
         names = ["mock-gpt", "mock-gpt-mini"]
         return _json({"object": "list", "data": [
             {"id": n, "object": "model", "created": 1700000000, "owned_by": "trigate-mock"} for n in names]})
+
+    @app.route("/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    async def unknown(rest: str) -> Response:
+        # Recorded like any request, so tests can see exactly where a passthrough landed.
+        await prelude()
+        return openai_error(404, f"Invalid URL ({request.method} {request.path})")
 
     @app.post("/_mock/faults")
     async def add_fault() -> Response:

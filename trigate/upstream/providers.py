@@ -31,6 +31,10 @@ class Upstream:
     framing: str = "sse"  # sse | eventstream
 
 
+def _ws(http_url: str) -> str:
+    return "ws" + http_url.removeprefix("http")
+
+
 def _unsupported(provider: str, api: str) -> GatewayError:
     return GatewayError("invalid_request", f"provider '{provider}' does not serve the {api} API", status=400)
 
@@ -47,6 +51,30 @@ class Provider:
 
     def upstream(self, api: str, model: str, stream: bool) -> Upstream:
         raise _unsupported(self.name, api)
+
+    def realtime(self, model: str) -> Upstream:
+        raise _unsupported(self.name, "realtime")
+
+    def count_tokens(self, model: str) -> Upstream | None:
+        """The provider's exact input-token count endpoint for ``model`` (format: anthropic |
+        gemini | bedrock | openai_responses), or None when only a local estimate is possible."""
+        return None
+
+    def count_tokens_body(self, fmt: str, body: dict[str, Any], model: str) -> dict[str, Any]:
+        """The body for ``count_tokens(model)``, given the request encoded in ``fmt``."""
+        body.pop("stream", None)
+        body["model"] = model
+        return body
+
+    def models_list(self) -> Upstream | None:
+        """Where the provider lists its own models (format: openai_models | anthropic_models |
+        gemini_models), or None."""
+        return None
+
+    def origin(self) -> str:
+        """scheme://host[:port] of the provider: the root passthrough paths are appended to."""
+        scheme, _, rest = self.base_url.partition("://")
+        return f"{scheme}://{rest.split('/', 1)[0]}"
 
     def stored_response_url(self, response_id: str, suffix: str = "") -> str:
         """URL of a response the provider stored itself (Responses API retrieve/delete/input_items)."""
@@ -94,6 +122,17 @@ class OpenAIProvider(Provider):
     def stored_response_url(self, response_id: str, suffix: str = "") -> str:
         return f"{self.base_url}/responses/{quote(response_id, safe='')}{suffix}"
 
+    def models_list(self) -> Upstream | None:
+        return Upstream("openai_models", self.base_url + "/models")
+
+    def count_tokens(self, model: str) -> Upstream | None:
+        # Only servers with the Responses API have /responses/input_tokens.
+        return Upstream("openai_responses", self.base_url + "/responses/input_tokens") if self.responses else None
+
+    def realtime(self, model: str) -> Upstream:
+        """The Realtime WebSocket URL (ws/wss) for a model."""
+        return Upstream("openai_realtime", f"{_ws(self.base_url)}/realtime?model={quote(model, safe='')}")
+
 
 @define
 class AzureProvider(Provider):
@@ -115,6 +154,12 @@ class AzureProvider(Provider):
             return f"{self.base_url}/openai/{path}?api-version={self.api_version}"
         return f"{self.base_url}/openai/v1/{path}"
 
+    def realtime(self, model: str) -> Upstream:
+        if self.api_version:
+            return Upstream("openai_realtime", f"{_ws(self.base_url)}/openai/realtime?api-version="
+                            f"{self.api_version}&deployment={quote(model, safe='')}")
+        return Upstream("openai_realtime", f"{_ws(self.base_url)}/openai/v1/realtime?model={quote(model, safe='')}")
+
     def upstream(self, api: str, model: str, stream: bool) -> Upstream:
         if api == "responses":
             return Upstream("openai_responses", self._url(model, "responses"))
@@ -125,6 +170,12 @@ class AzureProvider(Provider):
 
 @define
 class AnthropicProvider(Provider):
+    def models_list(self) -> Upstream | None:
+        return Upstream("anthropic_models", self.base_url + "/v1/models?limit=1000")
+
+    def count_tokens(self, model: str) -> Upstream | None:
+        return Upstream("anthropic", self.base_url + "/v1/messages/count_tokens")
+
     def upstream(self, api: str, model: str, stream: bool) -> Upstream:
         if api in ("chat", "messages", "responses"):
             return Upstream("anthropic", self.base_url + "/v1/messages")
@@ -141,6 +192,16 @@ class AnthropicProvider(Provider):
 @define
 class GeminiProvider(Provider):
     """Google AI Studio (Gemini Developer API), native generateContent."""
+
+    def models_list(self) -> Upstream | None:
+        return Upstream("gemini_models", self.base_url + "/v1beta/models?pageSize=1000")
+
+    def count_tokens(self, model: str) -> Upstream | None:
+        return Upstream("gemini", f"{self.base_url}/v1beta/models/{quote(model, safe='')}:countTokens")
+
+    def count_tokens_body(self, fmt: str, body: dict[str, Any], model: str) -> dict[str, Any]:
+        # Only the generateContentRequest form counts the system instruction and tools too.
+        return {"generateContentRequest": {"model": f"models/{model}", **body}}
 
     def upstream(self, api: str, model: str, stream: bool) -> Upstream:
         if api in ("chat", "messages", "responses"):
@@ -172,6 +233,12 @@ class VertexProvider(Provider):
             f"/models/{quote(model, safe='@')}:{method}"
         )
 
+    def count_tokens(self, model: str) -> Upstream | None:
+        if model.startswith("claude"):
+            # Vertex's Claude token counter is a pseudo-model taking the real model in the body.
+            return Upstream("anthropic", self._model_url("anthropic", "count-tokens", "rawPredict"))
+        return Upstream("gemini", self._model_url("google", model, "countTokens"))
+
     def upstream(self, api: str, model: str, stream: bool) -> Upstream:
         if api not in ("chat", "messages", "responses"):
             raise _unsupported(self.name, api)
@@ -182,6 +249,17 @@ class VertexProvider(Provider):
         return Upstream(
             "gemini", self._model_url("google", model, "streamGenerateContent?alt=sse" if stream else "generateContent")
         )
+
+    def count_tokens_body(self, fmt: str, body: dict[str, Any], model: str) -> dict[str, Any]:
+        body.pop("stream", None)
+        if fmt == "anthropic":
+            body["model"] = model
+            body["anthropic_version"] = VERTEX_ANTHROPIC_VERSION
+            for key in ("max_tokens", "stop_sequences", "temperature", "top_p", "top_k"):
+                body.pop(key, None)
+        else:
+            body.pop("generationConfig", None)
+        return body
 
     def adapt(self, fmt: str, body: dict[str, Any], model: str) -> dict[str, Any]:
         if fmt == "anthropic":
@@ -217,6 +295,14 @@ class BedrockProvider(Provider):
                 return Upstream("bedrock", base + "/converse-stream", framing="eventstream")
             return Upstream("bedrock", base + "/converse")
         raise _unsupported(self.name, api)
+
+    def count_tokens(self, model: str) -> Upstream | None:
+        return Upstream("bedrock", f"{self.base_url}/model/{quote(model, safe='')}/count-tokens")
+
+    def count_tokens_body(self, fmt: str, body: dict[str, Any], model: str) -> dict[str, Any]:
+        converse = {k: v for k, v in body.items() if k in ("messages", "system", "toolConfig",
+                                                          "additionalModelRequestFields")}
+        return {"input": {"converse": converse}}
 
     def adapt(self, fmt: str, body: dict[str, Any], model: str) -> dict[str, Any]:
         return body

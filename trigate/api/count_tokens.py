@@ -1,0 +1,121 @@
+"""Anthropic ``POST /v1/messages/count_tokens`` against any provider.
+
+Exact where the provider can count (Anthropic natively, Claude on Vertex and Bedrock, Gemini
+``countTokens``, OpenAI ``/responses/input_tokens``); otherwise a local estimate with OpenAI's BPE
+vocabularies (offline). The ``x-trigate-token-count`` response header says which: exact | estimated.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import orjson
+from quart import Quart, Response, request
+
+from trigate.api.text import error_response, json_response, parse_body
+from trigate.errors import GatewayError, invalid_request
+from trigate.formats import get_codec
+from trigate.gateway import Gateway
+from trigate.policies.auth import authenticate, check_model, credential_from_headers
+from trigate.tokens import count
+from trigate.translate import ir
+from trigate.upstream.client import transport_error
+from trigate.upstream.providers import Provider, Upstream
+
+COUNT_HEADER = "x-trigate-token-count"
+# Statuses meaning "this upstream has no such endpoint": fall back to the local estimate.
+_NO_ENDPOINT = (404, 405, 501)
+
+
+def estimate(req: ir.Request, model: str) -> int:
+    """A local count: BPE tokens of every text, argument and schema, plus small per-message and
+    per-image overheads (the same shape of heuristic OpenAI documents for chat formatting)."""
+    pieces: list[str] = []
+    extra = 3  # reply priming
+    for m in req.messages:
+        extra += 3
+        for part in m.content:
+            if isinstance(part, ir.Text | ir.Refusal):
+                pieces.append(part.text)
+            elif isinstance(part, ir.ToolCall):
+                pieces += [part.name, part.arguments]
+            elif isinstance(part, ir.ToolResult):
+                pieces += [p.text for p in part.content if isinstance(p, ir.Text)]
+            elif isinstance(part, ir.Reasoning):
+                pieces.append(part.text)
+            elif isinstance(part, ir.Image | ir.Document):
+                extra += 1000  # size unknown without decoding; a mid-sized image costs about this much
+    for tool in req.tools:
+        pieces.append(orjson.dumps({"name": tool.name, "description": tool.description,
+                                    "parameters": tool.parameters}).decode())
+    return sum(count(p, model) for p in pieces if p) + extra
+
+
+def _read_count(body: Any) -> int | None:
+    if isinstance(body, dict):
+        for key in ("input_tokens", "totalTokens", "inputTokens"):
+            if isinstance(body.get(key), int):
+                return body[key]
+    return None
+
+
+async def _exact(gw: Gateway, provider: Provider, up: Upstream, req: ir.Request, body: dict[str, Any],
+                 model: str) -> int | None:
+    """The provider's own count, or None when it has no counting endpoint after all."""
+    if up.format == "anthropic":
+        payload = provider.count_tokens_body("anthropic", dict(body), model)
+    else:
+        payload = provider.count_tokens_body(up.format, get_codec(up.format).encode_request(req, model), model)
+    raw = orjson.dumps(payload)
+    headers = {"content-type": "application/json"}
+    if up.format == "anthropic" and request.headers.get("anthropic-beta"):
+        headers["anthropic-beta"] = request.headers["anthropic-beta"]
+    headers.update(await provider.auth_headers("POST", up.url, headers, raw))
+    try:
+        r = await gw.http.post(up.url, content=raw, headers=headers)
+    except httpx.HTTPError as exc:
+        raise transport_error(exc, provider.name) from None
+    if r.status_code in _NO_ENDPOINT:
+        return None
+    if r.status_code >= 400:
+        raise get_codec(up.format).parse_error(r.status_code, r.content)
+    try:
+        n = _read_count(r.json())
+    except ValueError:
+        n = None
+    if n is None:
+        raise GatewayError("upstream_unavailable", f"upstream provider '{provider.name}' sent an unreadable "
+                           "token count", status=502)
+    return n
+
+
+def register(app: Quart, gw: Gateway) -> None:
+    codec = get_codec("anthropic")
+
+    @app.post("/v1/messages/count_tokens")
+    async def count_tokens() -> Response:
+        try:
+            body = parse_body(await request.get_data())
+            model = body.get("model")
+            if not isinstance(model, str) or not model:
+                raise invalid_request("model: field required", param="model")
+            if not isinstance(body.get("messages"), list):
+                raise invalid_request("messages: field required (an array)", param="messages")
+            principal = authenticate(credential_from_headers({k.lower(): v for k, v in request.headers.items()}))
+            check_model(principal, model)
+            target = gw.router.resolve(model)
+            if target is None:
+                raise GatewayError("not_found", f"The model '{model}' does not exist or is not served by this "
+                                   "gateway", param="model", code="model_not_found")
+            provider = gw.providers[target.provider]
+            # count_tokens bodies have no max_tokens; the decoder wants one.
+            req = codec.decode_request({**body, "max_tokens": body.get("max_tokens") or 1})
+            up = provider.count_tokens(target.model)
+            n = await _exact(gw, provider, up, req, body, target.model) if up is not None else None
+            kind = "exact"
+            if n is None:
+                n, kind = estimate(req, target.model), "estimated"
+            return json_response({"input_tokens": n}, headers={COUNT_HEADER: kind})
+        except GatewayError as err:
+            return error_response(codec, err)
