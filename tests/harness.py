@@ -102,6 +102,7 @@ def openai_config(mock_url: str, **extra: Any) -> dict[str, Any]:
     """A config with the fake upstream as an OpenAI provider (requiring UPSTREAM_KEY)."""
     cfg: dict[str, Any] = {
         "listen": {"host": "127.0.0.1", "port": 0},
+        "auth": {"open": True},
         "providers": {
             "openai": {"kind": "openai", "base_url": f"{mock_url}/v1", "api_key": UPSTREAM_KEY},
             "anthropic": {"kind": "anthropic", "base_url": mock_url, "api_key": UPSTREAM_KEY},

@@ -7,6 +7,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from trigate.api import chat, count_tokens, health, messages, models, passthrough, responses
+from trigate.api import realtime as realtime_api
 from trigate.api.text import error_response
 from trigate.errors import GatewayError, kind_for_status
 from trigate.formats import client_format_for_path, get_codec
@@ -27,6 +28,7 @@ def create_app(gw: Gateway) -> QuartTrio:
     responses.register(app, gw)
     count_tokens.register(app, gw)
     models.register(app, gw)
+    realtime_api.register(app, gw)
     # last: its /<provider>/<path> pattern must not shadow the API routes above
     passthrough.register(app, gw)
 

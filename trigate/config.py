@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -76,15 +77,111 @@ class ProviderConfig:
 
 
 @define(frozen=True)
+class Timeouts:
+    """Per-request deadlines, seconds (None: no limit). Each ends with a clear error in the client's format."""
+
+    connect: float = 10.0  # TCP/TLS connect to the upstream
+    first_token: float | None = 300.0  # request sent -> first streamed content (streams only)
+    idle: float | None = 300.0  # longest silence between two stream chunks
+    total: float | None = 1800.0  # the whole exchange, stream included
+
+
+@define(frozen=True)
+class RetryPolicy:
+    # Tries per target (1 = no retry). Retries happen on connect errors, timeouts, 429 and 5xx,
+    # only before any byte of the answer reached the client.
+    attempts: int = 2
+    backoff_base: float = 0.25  # seconds; doubles per retry, with full jitter
+    backoff_max: float = 8.0
+    # An upstream retry-after longer than this is passed to the client (whose SDK waits) instead.
+    retry_after_max: float = 5.0
+
+
+@define(frozen=True)
+class TargetSpec:
+    provider: str
+    model: str | None = None  # upstream model; default: the requested name (or the route's wildcard capture)
+    weight: float = 1.0
+
+
+@define(frozen=True)
 class ModelRoute:
     # Client-facing name; may contain '*' wildcards (e.g. 'gpt-*', 'openai/*').
     name: str
-    provider: str
+    # One target: provider (+ model). Several: `targets` (a group), balanced by `strategy`.
+    provider: str | None = None
     # Upstream model name; '*' is replaced by what the wildcard matched. Default: the requested name
     # for exact routes, the wildcard capture for prefix routes like 'openai/*'.
     model: str | None = None
     # Wildcard routes: list the provider's own models matching the pattern in GET /v1/models.
     expand: bool = False
+    targets: list[TargetSpec] = field(factory=list)
+    strategy: str = "weighted"  # weighted | least_inflight | ordered
+    # Other client-facing model names tried, in order, when every target of this one failed.
+    fallbacks: list[str] = field(factory=list)
+    # What moves a request on to the next target / fallback: error (5xx, 429, connect), timeout,
+    # context_length (the prompt is too long for this model).
+    fallback_on: list[str] = field(factory=lambda: ["error", "timeout", "context_length"])
+    timeouts: Timeouts | None = None
+    retry: RetryPolicy | None = None
+    # Per-model limits (all callers together).
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrent: int | None = None
+
+    def target_specs(self) -> list[TargetSpec]:
+        if self.targets:
+            return list(self.targets)
+        return [TargetSpec(provider=self.provider or "", model=self.model)]
+
+
+@define(frozen=True)
+class ClientKey:
+    """A gateway API key. Give the key itself (usually `${ENV}`) or its SHA-256 hex digest; only the
+    digest is kept in memory."""
+
+    id: str  # safe to log
+    key: str | None = field(default=None, repr=False)
+    key_sha256: str | None = field(default=None, repr=False)
+    models: list[str] | None = None  # allowed model name patterns; None: every model
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrent: int | None = None
+    metadata: dict[str, str] = field(factory=dict)  # e.g. team, user
+
+
+@define(frozen=True)
+class AuthConfig:
+    # Serving without client keys must be asked for; the default listen address stays loopback.
+    open: bool = False
+    keys: list[ClientKey] = field(factory=list)
+    # Keys for /admin endpoints (same forms as client keys: key or key_sha256).
+    admin_keys: list[ClientKey] = field(factory=list)
+
+
+@define(frozen=True)
+class GlobalLimits:
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrent: int | None = None
+
+
+@define(frozen=True)
+class LimitsConfig:
+    backend: str = "memory"  # memory | redis
+    redis_url: str | None = field(default=None, repr=False)
+    # Output tokens reserved before a call that gives no max_tokens (settled from real usage after).
+    default_output_reserve: int = 1024
+    global_limits: GlobalLimits = field(factory=GlobalLimits)
+
+
+@define(frozen=True)
+class HealthConfig:
+    # A target failing this many times in a row is ejected from balancing for `eject_seconds`
+    # (doubling on repeated ejection, up to `eject_max_seconds`), then tried again.
+    eject_after: int = 3
+    eject_seconds: float = 30.0
+    eject_max_seconds: float = 300.0
 
 
 @define(frozen=True)
@@ -97,8 +194,13 @@ class StoreConfig:
 class Config:
     listen: Listen = field(factory=Listen)
     server: ServerSettings = field(factory=ServerSettings)
+    auth: AuthConfig = field(factory=AuthConfig)
     providers: dict[str, ProviderConfig] = field(factory=dict)
     models: list[ModelRoute] = field(factory=list)
+    limits: LimitsConfig = field(factory=LimitsConfig)
+    timeouts: Timeouts = field(factory=Timeouts)
+    retry: RetryPolicy = field(factory=RetryPolicy)
+    health: HealthConfig = field(factory=HealthConfig)
     store: StoreConfig = field(factory=StoreConfig)
 
 
@@ -162,11 +264,46 @@ def _check(cfg: Config) -> list[str]:
             problems.append(f"{where}.region: required for bedrock")
         if p.auth is not None and p.auth not in ("bearer", "api-key", "none") and not p.auth.startswith("header:"):
             problems.append(f"{where}.auth: must be bearer, api-key, none or header:<name>")
+    names = {m.name for m in cfg.models}
     for i, m in enumerate(cfg.models):
-        if m.provider not in cfg.providers:
-            problems.append(f"models[{i}].provider: unknown provider {m.provider!r}")
+        where = f"models[{i}]"
         if not m.name:
-            problems.append(f"models[{i}].name: must not be empty")
+            problems.append(f"{where}.name: must not be empty")
+        if m.targets and m.provider:
+            problems.append(f"{where}: give either provider or targets, not both")
+        elif not m.targets and not m.provider:
+            problems.append(f"{where}.provider: required (or targets)")
+        elif m.provider and m.provider not in cfg.providers:
+            problems.append(f"{where}.provider: unknown provider {m.provider!r}")
+        for j, t in enumerate(m.targets):
+            if t.provider not in cfg.providers:
+                problems.append(f"{where}.targets[{j}].provider: unknown provider {t.provider!r}")
+            if t.weight <= 0:
+                problems.append(f"{where}.targets[{j}].weight: must be positive")
+        if m.strategy not in ("weighted", "least_inflight", "ordered"):
+            problems.append(f"{where}.strategy: must be weighted, least_inflight or ordered")
+        for j, fb in enumerate(m.fallbacks):
+            if fb not in names and not any("*" in n and fnmatchcase(fb, n) for n in names):
+                problems.append(f"{where}.fallbacks[{j}]: unknown model {fb!r}")
+        bad = set(m.fallback_on) - {"error", "timeout", "context_length"}
+        if bad:
+            problems.append(f"{where}.fallback_on: unknown condition(s) {', '.join(sorted(bad))}")
+    if not cfg.auth.open and not cfg.auth.keys:
+        problems.append("auth: no client keys configured; add auth.keys, or set auth.open: true to serve "
+                        "without keys (keep the listen address on loopback then)")
+    seen_ids: set[str] = set()
+    for i, k in enumerate(cfg.auth.keys + cfg.auth.admin_keys):
+        if k.id in seen_ids:
+            problems.append(f"auth.keys[{i}].id: duplicate key id {k.id!r}")
+        seen_ids.add(k.id)
+        if bool(k.key) == bool(k.key_sha256):
+            problems.append(f"auth key {k.id!r}: give exactly one of key or key_sha256")
+        elif k.key_sha256 and not re.fullmatch(r"[0-9a-f]{64}", k.key_sha256):
+            problems.append(f"auth key {k.id!r}.key_sha256: must be 64 lowercase hex digits")
+    if cfg.limits.backend not in ("memory", "redis"):
+        problems.append("limits.backend: must be memory or redis")
+    if cfg.limits.backend == "redis" and not cfg.limits.redis_url:
+        problems.append("limits.redis_url: required for the redis backend (redis://host:port/db)")
     return problems
 
 
@@ -228,4 +365,5 @@ def default_config(env: Mapping[str, str] | None = None) -> Config:
         if key:
             providers[name] = ProviderConfig(kind=kind, api_key=key)
             models.extend(ModelRoute(name=p, provider=name) for p in patterns)
-    return Config(providers=providers, models=models, store=StoreConfig(responses_path=":memory:"))
+    return Config(providers=providers, models=models, store=StoreConfig(responses_path=":memory:"),
+                  auth=AuthConfig(open=True))

@@ -9,6 +9,9 @@ import trio
 from attrs import define, field
 
 from trigate.config import Config
+from trigate.policies.auth import KeyRing
+from trigate.policies.balancer import Balancer
+from trigate.policies.limits import Limiter
 from trigate.routing import Router
 from trigate.store.responses import ResponseStore
 from trigate.upstream.providers import Provider
@@ -21,6 +24,9 @@ class Gateway:
     providers: dict[str, Provider]
     http: httpx.AsyncClient
     responses: ResponseStore
+    keys: KeyRing
+    limiter: Limiter
+    balancer: Balancer
     # Set when shutdown began: /ready answers 503 so load balancers stop sending traffic.
     draining: bool = False
     extras: dict[str, object] = field(factory=dict)

@@ -19,6 +19,16 @@ from trigate.config import Config, ModelRoute
 class Target:
     provider: str
     model: str  # upstream model name
+    weight: float = 1.0
+
+
+@define(frozen=True)
+class Resolved:
+    """A client-facing model name resolved: its route (policies) and concrete targets."""
+
+    name: str
+    route: ModelRoute
+    targets: list[Target]
 
 
 @define(frozen=True)
@@ -39,21 +49,34 @@ class Router:
                 self._exact.setdefault(route.name, route)
 
     def resolve(self, name: str) -> Target | None:
+        """The primary target of ``name`` (first of its group)."""
+        found = self.resolve_route(name)
+        return found.targets[0] if found else None
+
+    def resolve_route(self, name: str) -> Resolved | None:
         route = self._exact.get(name)
-        if route is not None:
-            return Target(route.provider, route.model or name)
-        for pat in self._patterns:
-            m = pat.regex.match(name)
-            if m is None:
-                continue
-            captured = m.group(1) if m.groups() else ""
-            route = pat.route
-            if route.model:
-                return Target(route.provider, route.model.replace("*", captured, 1))
-            if route.name.endswith("/*") and route.name.count("*") == 1:
-                return Target(route.provider, captured)
-            return Target(route.provider, name)
-        return None
+        captured: str | None = None
+        if route is None:
+            for pat in self._patterns:
+                m = pat.regex.match(name)
+                if m is not None:
+                    route, captured = pat.route, (m.group(1) if m.groups() else "")
+                    break
+        if route is None:
+            return None
+        targets = [Target(spec.provider, self._upstream_model(route, spec.model, name, captured), spec.weight)
+                   for spec in route.target_specs()]
+        return Resolved(name, route, targets)
+
+    @staticmethod
+    def _upstream_model(route: ModelRoute, model: str | None, name: str, captured: str | None) -> str:
+        if captured is None:
+            return model or name
+        if model:
+            return model.replace("*", captured, 1)
+        if route.name.endswith("/*") and route.name.count("*") == 1:
+            return captured
+        return name
 
     def listed_models(self) -> list[tuple[str, str]]:
         """(client-facing name, provider) for every non-wildcard route, in config order."""

@@ -16,6 +16,9 @@ from trigate.config import Config
 from trigate.gateway import Gateway
 from trigate.mock.run import serve_mock
 from trigate.mock.state import MockState
+from trigate.policies.auth import KeyRing
+from trigate.policies.balancer import Balancer
+from trigate.policies.limits import make_limiter
 from trigate.routing import Router
 from trigate.store.responses import open_response_store
 from trigate.upstream.client import make_client
@@ -70,6 +73,9 @@ async def run_gateway(
             providers=build_providers(config, mock_urls),
             http=make_client(config.server),
             responses=open_response_store(config.store.responses_path),
+            keys=KeyRing(config.auth),
+            limiter=make_limiter(config.limits.backend, config.limits.redis_url),
+            balancer=Balancer(config.health),
         )
         app = create_app(gw)
 
@@ -132,6 +138,7 @@ async def run_gateway(
                 with trio.CancelScope(shield=True):
                     await gw.http.aclose()
                     await gw.responses.aclose()
+                    await gw.limiter.aclose()
                     for p in gw.providers.values():
                         await p.aclose()
                 mocks_done.set()

@@ -35,6 +35,9 @@ class Exchange:
     first_byte: float | None = None  # monotonic time the first body byte went to the client
     error: str | None = None  # error kind, when the request failed
     cancelled: bool = False  # the client went away before the end
+    key_id: str | None = None  # the client key's id (never the key)
+    attempts: int = 0  # upstream attempts, retries and fallbacks included
+    retries: int = 0
 
     def mark_first_byte(self) -> None:
         if self.first_byte is None:
@@ -53,6 +56,8 @@ class Exchange:
             "status": self.status,
             "stream": self.stream,
             "translated": self.translated,
+            "key_id": self.key_id,
+            "attempts": self.attempts,
             "duration_ms": round((now - self.started) * 1000, 2),
         }
         if self.first_byte is not None:

@@ -137,13 +137,14 @@ def test_upstream_error_keeps_status_and_openai_shape(servers: Servers, mock) ->
     assert r.json()["error"]["message"] == "slow down"
     assert r.json()["error"]["type"] == "rate_limit_error"
     assert r.headers["retry-after"] == "7"
-    mock.add_fault(Fault(status=500, message="boom"))
+    # the gateway retries a 500 once; when that fails too the client sees it
+    mock.add_fault(Fault(status=500, message="boom", times=2))
     with pytest.raises(openai.InternalServerError):
         client(servers).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
 
 
 def test_malformed_upstream_body_is_502(servers: Servers, mock) -> None:
-    mock.add_fault(Fault(malformed=True))
+    mock.add_fault(Fault(malformed=True, times=2))
     r = httpx.post(servers.url + "/v1/chat/completions",
                    json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]})
     assert r.status_code == 502

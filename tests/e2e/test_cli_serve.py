@@ -67,7 +67,7 @@ def test_embedded_default_answers_the_readme_curl() -> None:
 
 def test_sigterm_lets_in_flight_streams_finish(tmp_path: Path) -> None:
     cfg = tmp_path / "slow.yaml"
-    cfg.write_text("server: {graceful_timeout: 10}\nproviders: {mock: {kind: mock, token_delay_ms: 20}}\n"
+    cfg.write_text("auth: {open: true}\nserver: {graceful_timeout: 10}\nproviders: {mock: {kind: mock, token_delay_ms: 20}}\n"
                    "models: [{name: 'mock-*', provider: mock}]\n")
     with serve("--config", str(cfg)) as (proc, url), httpx.Client(timeout=20) as http:
         body = {"model": "mock-slow", "stream": True,
@@ -90,7 +90,7 @@ def test_sigterm_lets_in_flight_streams_finish(tmp_path: Path) -> None:
 
 def test_broken_config_names_the_field(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.yaml"
-    cfg.write_text("providers: {openai: {kind: openai, api_key: x}}\n"
+    cfg.write_text("auth: {open: true}\nproviders: {openai: {kind: openai, api_key: x}}\n"
                    "models: [{name: a, provider: openai}, {name: b, provider: openai}, {name: c, provider: opneai}]\n")
     proc = subprocess.run([sys.executable, "-m", "trigate.cli", "serve", "--config", str(cfg)],
                           capture_output=True, text=True, timeout=30, env=NO_KEYS)

@@ -27,25 +27,26 @@ def ant(servers: Servers) -> anthropic.Anthropic:
 
 
 def test_anthropic_529_reaches_openai_client_as_503(servers: Servers, mock) -> None:
-    mock.add_fault(Fault(status=529, message="Overloaded", path="/v1/messages"))
+    mock.add_fault(Fault(status=529, message="Overloaded", path="/v1/messages", times=2))
     r = httpx.post(servers.url + "/v1/chat/completions", json={"model": CLAUDE, "messages": USER})
     assert r.status_code == 503
     err = r.json()["error"]
     assert err["message"] == "Overloaded" and set(err) >= {"message", "type", "param", "code"}
-    mock.add_fault(Fault(status=529, message="Overloaded", path="/v1/messages"))
+    mock.add_fault(Fault(status=529, message="Overloaded", path="/v1/messages", times=2))
     with pytest.raises(openai.InternalServerError):
         oai(servers).chat.completions.create(model=CLAUDE, messages=USER)
 
 
 def test_openai_429_reaches_anthropic_client_in_anthropic_shape(servers: Servers, mock) -> None:
-    mock.add_fault(Fault(status=429, message="Rate limit reached", headers={"retry-after": "3"},
+    # a retry-after longer than the gateway is willing to wait goes straight back to the client
+    mock.add_fault(Fault(status=429, message="Rate limit reached", headers={"retry-after": "30"},
                          path="/v1/chat/completions"))
     with pytest.raises(anthropic.RateLimitError) as info:
         ant(servers).messages.create(model="gpt-4o-mini", max_tokens=100, messages=USER)
     body = info.value.body
     assert body["type"] == "error" and body["error"]["type"] == "rate_limit_error"
     assert body["error"]["message"] == "Rate limit reached"
-    assert info.value.response.headers["retry-after"] == "3"
+    assert info.value.response.headers["retry-after"] == "30"
 
 
 def test_anthropic_in_stream_error_becomes_openai_error_chunk(servers: Servers, mock) -> None:

@@ -11,6 +11,7 @@ from trigate.routing import Router
 
 GOOD = """
 listen: {host: 127.0.0.1, port: 4100}
+auth: {open: true}
 providers:
   openai: {kind: openai, api_key: "${OPENAI_KEY_FOR_TEST}"}
   local: {kind: openai, base_url: "http://127.0.0.1:8000/v1", api_key: "${LOCAL_KEY:-none}"}
@@ -24,6 +25,8 @@ models:
 
 
 def problems(data: object) -> list[str]:
+    if isinstance(data, dict):
+        data = {"auth": {"open": True}, **data}
     with pytest.raises(ConfigError) as info:
         parse_config(data, env={})
     return info.value.problems
@@ -79,10 +82,33 @@ def test_default_config_has_mock_and_env_providers() -> None:
 
 def test_check_command(tmp_path: Path) -> None:
     good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
-    good.write_text("providers: {a: {kind: openai, api_key: x}}\nmodels: [{name: m, provider: a}]\n")
+    good.write_text("auth: {open: true}\nproviders: {a: {kind: openai, api_key: x}}\nmodels: [{name: m, provider: a}]\n")
     bad.write_text("providers: {a: {kind: openai}}\nmodels:\n - {name: m, provider: a}\n - {name: n, provider: b}\n")
     ok = subprocess.run([sys.executable, "-m", "trigate.cli", "check", str(good)], capture_output=True, text=True)
     assert ok.returncode == 0 and "ok" in ok.stdout
     ko = subprocess.run([sys.executable, "-m", "trigate.cli", "check", str(bad)], capture_output=True, text=True)
     assert ko.returncode == 2
     assert "models[1].provider: unknown provider 'b'" in ko.stderr
+
+
+def test_open_mode_must_be_explicit() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"providers": {"a": {"kind": "openai"}}, "models": [{"name": "m", "provider": "a"}]}, env={})
+    assert info.value.problems[0].startswith("auth: no client keys configured")
+    cfg = parse_config({"auth": {"keys": [{"id": "team-a", "key": "${K}"}]}}, env={"K": "secret"})
+    assert cfg.auth.keys[0].id == "team-a" and "secret" not in repr(cfg)
+
+
+def test_groups_and_fallbacks_are_checked() -> None:
+    base = {"providers": {"a": {"kind": "openai"}, "b": {"kind": "anthropic"}}}
+    ok = {**base, "models": [
+        {"name": "smart", "targets": [{"provider": "a", "model": "gpt-4o", "weight": 3}, {"provider": "b"}],
+         "strategy": "least_inflight", "fallbacks": ["claude-x"]},
+        {"name": "claude-*", "provider": "b"}]}
+    cfg = parse_config({"auth": {"open": True}, **ok}, env={})
+    assert [t.provider for t in cfg.models[0].target_specs()] == ["a", "b"]
+    assert problems({**base, "models": [{"name": "m", "targets": [{"provider": "zz"}], "fallbacks": ["nope"],
+                                         "strategy": "random"}]}) == [
+        "models[0].targets[0].provider: unknown provider 'zz'",
+        "models[0].strategy: must be weighted, least_inflight or ordered",
+        "models[0].fallbacks[0]: unknown model 'nope'"]

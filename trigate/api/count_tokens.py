@@ -13,11 +13,11 @@ import httpx
 import orjson
 from quart import Quart, Response, request
 
-from trigate.api.text import error_response, json_response, parse_body
+from trigate.api.text import error_response, json_response, request_headers, parse_body
 from trigate.errors import GatewayError, invalid_request
 from trigate.formats import get_codec
 from trigate.gateway import Gateway
-from trigate.policies.auth import authenticate, check_model, credential_from_headers
+from trigate.policies.auth import check_model, credential_from_headers
 from trigate.tokens import count
 from trigate.translate import ir
 from trigate.upstream.client import transport_error
@@ -102,7 +102,7 @@ def register(app: Quart, gw: Gateway) -> None:
                 raise invalid_request("model: field required", param="model")
             if not isinstance(body.get("messages"), list):
                 raise invalid_request("messages: field required (an array)", param="messages")
-            principal = authenticate(credential_from_headers({k.lower(): v for k, v in request.headers.items()}))
+            principal = gw.keys.authenticate(credential_from_headers(request_headers()))
             check_model(principal, model)
             target = gw.router.resolve(model)
             if target is None:

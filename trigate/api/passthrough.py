@@ -20,7 +20,7 @@ from trigate.api.text import error_response
 from trigate.errors import GatewayError
 from trigate.formats import get_codec
 from trigate.gateway import Gateway
-from trigate.policies.auth import authenticate, credential_from_headers
+from trigate.policies.auth import credential_from_headers
 from trigate.telemetry import Exchange, log_exchange
 from trigate.translate.ir import Usage
 from trigate.upstream.client import transport_error
@@ -114,7 +114,7 @@ def register(app: Quart, gw: Gateway) -> None:
                                                       f"{request.path}", status=404))
         try:
             headers = {k.lower(): v for k, v in request.headers.items()}
-            authenticate(credential_from_headers(headers))
+            gw.keys.authenticate(credential_from_headers(headers))
             return await _forward(gw, ex, provider, path, headers)
         except GatewayError as err:
             ex.status, ex.error = err.status, err.kind

@@ -1,77 +1,50 @@
 """The I/O shell shared by the three text API types (chat completions, messages, responses).
 
-One request: parse -> route -> (forward the bytes when the provider speaks the client's format, or
-translate through the IR) -> answer or stream back. A stream is an async generator owned by the
+One request: parse -> authenticate -> route -> reserve limits -> attempts (targets in balancer order,
+each retried on transient errors, then fallback models) -> answer or stream back -> settle the token
+reservation from real usage -> one access-log line. A stream is an async generator owned by the
 request's task: when the client goes away Quart-Trio cancels it, and the ``finally`` closes the
 upstream response, so the upstream sees the disconnect at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import math
+from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import orjson
 import trio
-from attrs import define
 from quart import Response, request
 
+from trigate.api.attempt import NO_HOOKS, Attempt, Hooks, Result
 from trigate.errors import GatewayError, invalid_request
 from trigate.formats import get_codec
 from trigate.formats.base import Codec
 from trigate.gateway import Gateway
+from trigate.policies.auth import Principal, check_model, credential_from_headers
+from trigate.policies.headers import quota_headers
+from trigate.policies.limits import Lease, Rule
+from trigate.policies.retry import backoff, fallback_reason, is_retryable
+from trigate.routing import Resolved, Target
 from trigate.telemetry import Exchange, log_exchange
-from trigate.translate import ir
-from trigate.upstream.client import transport_error
-from trigate.upstream.providers import Provider, Upstream
-from trigate.upstream.sniff import UsageSniffer, sniffer_for
-from trigate.wire.sse import SSEDecoder, SSEError
+
+__all__ = ["Hooks", "error_response", "handle_text", "json_response", "parse_body"]
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-_PASS_HEADERS = ("retry-after", "retry-after-ms", "x-should-retry")
-
-
-@define
-class Hooks:
-    """API-specific steps around the shared pipeline (the Responses API's stored state uses them)."""
-
-    # A cheap structural check run on every request, also on the same-format fast path where the
-    # body is otherwise not decoded; raises GatewayError(invalid_request) naming the field.
-    validate: Callable[[dict[str, Any]], None] | None = None
-    # Translated requests: reject what the provider cannot do (raises GatewayError).
-    check_ir: Callable[[ir.Request], None] | None = None
-    # After routing: may rewrite the body (e.g. expand previous_response_id). Args: body, provider,
-    # native (True when the provider speaks the client's format and the body will be forwarded).
-    prepare: Callable[[dict[str, Any], Provider, bool], Awaitable[dict[str, Any]]] | None = None
-    # A translated request succeeded: called with the body and the final client-format result.
-    completed: Callable[[dict[str, Any], dict[str, Any], Provider], Awaitable[None]] | None = None
-    # A forwarded request succeeded: called with the body and the upstream's response id, if any.
-    forwarded: Callable[[dict[str, Any], str | None, Provider], Awaitable[None]] | None = None
-
-
-_NO_HOOKS = Hooks()
-
-
-def framer(framing: str) -> Any:
-    """The byte-level decoder of an upstream stream: SSE, or AWS event-stream (Bedrock)."""
-    if framing == "eventstream":
-        from trigate.wire.eventstream import EventStreamDecoder
-
-        return EventStreamDecoder()
-    return SSEDecoder()
+MAX_FALLBACK_DEPTH = 3
 
 
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(obj), status=status, content_type="application/json", headers=headers)
 
 
-def error_response(codec: Codec, err: GatewayError) -> Response:
+def error_response(codec: Codec, err: GatewayError, headers: dict[str, str] | None = None) -> Response:
     status, body = codec.render_error(err)
-    headers = {}
+    out = dict(headers or {})
     if err.retry_after is not None:
-        headers["retry-after"] = str(max(0, round(err.retry_after)))
-    return json_response(body, status, headers)
+        out["retry-after"] = str(max(1, math.ceil(err.retry_after))) if err.retry_after > 0 else "0"
+    return json_response(body, status, out)
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
@@ -84,267 +57,192 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
+def request_headers() -> dict[str, str]:
+    return {k.lower(): v for k, v in request.headers.items()}
+
+
+def authenticate(gw: Gateway) -> Principal:
+    return gw.keys.authenticate(credential_from_headers(request_headers()))
+
+
+def limit_rules(gw: Gateway, principal: Principal, resolved: Resolved) -> list[Rule]:
+    """Most specific first: the key's quota is the one reported in rate-limit headers."""
+    rules = []
+    if principal.rpm or principal.tpm or principal.max_concurrent:
+        rules.append(Rule(f"key:{principal.key_id}", principal.rpm, principal.tpm, principal.max_concurrent))
+    r = resolved.route
+    if r.rpm or r.tpm or r.max_concurrent:
+        rules.append(Rule(f"model:{r.name}", r.rpm, r.tpm, r.max_concurrent))
+    g = gw.config.limits.global_limits
+    if g.rpm or g.tpm or g.max_concurrent:
+        rules.append(Rule("global", g.rpm, g.tpm, g.max_concurrent))
+    return rules
+
+
+def reserve_estimate(gw: Gateway, raw_len: int, body: dict[str, Any]) -> int:
+    """Tokens reserved before the call: ~4 bytes of JSON per input token, plus the output cap."""
+    out = 0
+    for key in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
+        v = body.get(key)
+        if isinstance(v, int) and not isinstance(v, bool):
+            out = v
+            break
+    return raw_len // 4 + (out or gw.config.limits.default_output_reserve)
+
+
+class _Request:
+    """The state of one text request across its attempts, and its single end (settle, log)."""
+
+    def __init__(self, gw: Gateway, api: str, client: Codec, hooks: Hooks) -> None:
+        self.gw, self.api, self.client, self.hooks = gw, api, client, hooks
+        self.ex = Exchange(method=request.method, path=request.path, api=api, client_format=client.name)
+        self.lease: Lease | None = None
+        self.target: Target | None = None
+        self._ended = False
+
+    async def end(self, status: int) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        if self.target is not None:
+            self.gw.balancer.finished(self.target)
+        if self.lease is not None:
+            u = self.ex.usage
+            with trio.CancelScope(shield=True):
+                try:
+                    if u is not None:
+                        # unknown usage (a stream cut short) keeps the reservation: never under-count
+                        await self.gw.limiter.settle(self.lease, u.input_tokens + u.output_tokens)
+                    await self.gw.limiter.release(self.lease)
+                except Exception as exc:  # the limiter's store failing must not fail the answer
+                    self.ex.error = self.ex.error or f"limiter: {type(exc).__name__}"
+        self.ex.status = status
+        log_exchange(self.ex)
+
+    def headers(self) -> dict[str, str]:
+        if self.lease is None or self.lease.quota is None:
+            return {}
+        return quota_headers(self.client.name, self.lease.quota)
+
+
 async def handle_text(gw: Gateway, api: str, client_format: str, hooks: Hooks | None = None) -> Response:
     client = get_codec(client_format)
-    ex = Exchange(method=request.method, path=request.path, api=api, client_format=client_format)
+    req = _Request(gw, api, client, hooks or NO_HOOKS)
+    ex = req.ex
     try:
-        body = parse_body(await request.get_data())
+        raw = await request.get_data()
+        body = parse_body(raw)
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise invalid_request("model: field required (a model name string)", param="model")
         ex.model = model
-        target = gw.router.resolve(model)
-        if target is None:
+        principal = authenticate(gw)
+        ex.key_id = principal.key_id
+        check_model(principal, model)
+        resolved = gw.router.resolve_route(model)
+        if resolved is None:
             raise GatewayError("not_found", f"The model '{model}' does not exist or is not served by this gateway",
                                param="model", code="model_not_found")
-        provider = gw.providers[target.provider]
-        ex.provider, ex.upstream_model = provider.name, target.model
         stream = body.get("stream") is True
         ex.stream = stream
-        upstream = provider.upstream(api, target.model, stream)
-        upstream_format = upstream.format
-        hooks = hooks or _NO_HOOKS
-        if hooks.validate:
-            hooks.validate(body)
-        native = upstream_format == client_format
-        if hooks.prepare:
-            body = await hooks.prepare(body, provider, native)
-        if native:
-            response = await _forward(gw, ex, client, provider, upstream, body, target.model, stream, hooks)
-        else:
-            ex.translated = True
-            response = await _translate(
-                gw, ex, client, get_codec(upstream_format), provider, upstream, body, target.model, stream, hooks
-            )
+        if req.hooks.validate:
+            req.hooks.validate(body)
+        rules = limit_rules(gw, principal, resolved)
+        if rules:
+            req.lease = await gw.limiter.acquire(rules, reserve_estimate(gw, len(raw), body))
+        result = await _attempts(req, resolved, body, stream)
     except GatewayError as err:
-        ex.status, ex.error = err.status, err.kind
-        log_exchange(ex)
-        return error_response(client, err)
-    if not stream or response.status_code != 200:
-        ex.status = response.status_code
-        log_exchange(ex)
-    return response
+        ex.error = err.kind
+        await req.end(err.status)
+        return error_response(client, err, req.headers())
+    if result.rest is None:
+        await req.end(200)
+        return Response(result.body, status=200, content_type=result.content_type, headers=req.headers())
+    ex.mark_first_byte()
+    return Response(_stream_body(req, result), status=200, content_type="text/event-stream",
+                    headers={**SSE_HEADERS, **req.headers()})
 
 
-# Client headers a provider of the same format must see to behave as the client expects.
-_NATIVE_HEADERS = {"anthropic": ("anthropic-version", "anthropic-beta"), "openai_chat": (), "openai_responses": ()}
-
-
-async def _send(
-    gw: Gateway, provider: Provider, upstream: Upstream, payload: bytes, stream: bool, native_format: str | None = None
-) -> httpx.Response:
-    headers = {"content-type": "application/json"}
-    for name in _NATIVE_HEADERS.get(native_format or "", ()):
-        value = request.headers.get(name)
-        if value:
-            headers[name] = value
-    if stream and upstream.framing == "sse":
-        headers["accept"] = "text/event-stream"
-    headers.update(await provider.auth_headers("POST", upstream.url, headers, payload))
-    req = gw.http.build_request("POST", upstream.url, content=payload, headers=headers)
+async def _stream_body(req: _Request, result: Result) -> AsyncIterator[bytes]:
+    assert result.rest is not None
+    status = 200
     try:
-        return await gw.http.send(req, stream=stream)
-    except httpx.HTTPError as exc:
-        raise transport_error(exc, provider.name) from None
-
-
-async def _upstream_error(resp: httpx.Response, upstream: Codec) -> GatewayError:
-    try:
-        raw = await resp.aread()
-    finally:
-        await resp.aclose()
-    err = upstream.parse_error(resp.status_code, raw)
-    ra = resp.headers.get("retry-after")
-    if ra and err.retry_after is None:
-        try:
-            err.retry_after = float(ra)
-        except ValueError:
-            pass
-    return err
-
-
-async def _forward(
-    gw: Gateway,
-    ex: Exchange,
-    client: Codec,
-    provider: Provider,
-    upstream: Upstream,
-    body: dict[str, Any],
-    upstream_model: str,
-    stream: bool,
-    hooks: Hooks,
-) -> Response:
-    """Same format on both sides: forward the body, rewriting only the model (and asking for usage)."""
-    sniffer = sniffer_for(client.name, body)
-    body["model"] = upstream_model
-    sniffer.prepare_request(body)
-    body = provider.adapt(client.name, body, upstream_model)
-    resp = await _send(gw, provider, upstream, orjson.dumps(body), stream, client.name)
-    if resp.status_code >= 400:
-        raise await _upstream_error(resp, client)
-    if not stream:
-        try:
-            raw = await resp.aread()
-        finally:
-            await resp.aclose()
-        try:
-            ex.usage = sniffer.usage_from_body(raw)
-        except ValueError:
-            raise GatewayError("upstream_unavailable", f"upstream provider '{provider.name}' sent an unreadable "
-                               "response", status=502) from None
-        if hooks.forwarded is not None:
-            await hooks.forwarded(body, sniffer.response_id, provider)
-        return Response(raw, status=200, content_type=resp.headers.get("content-type", "application/json"))
-    return Response(
-        _relay(ex, client, body, provider, resp, sniffer, hooks),
-        status=200,
-        content_type="text/event-stream",
-        headers=SSE_HEADERS,
-    )
-
-
-async def _translate(
-    gw: Gateway,
-    ex: Exchange,
-    client: Codec,
-    upstream: Codec,
-    provider: Provider,
-    target: Upstream,
-    body: dict[str, Any],
-    upstream_model: str,
-    stream: bool,
-    hooks: Hooks,
-) -> Response:
-    ir_req = client.decode_request(body)
-    if hooks.check_ir is not None:
-        hooks.check_ir(ir_req)
-    payload = provider.adapt(upstream.name, upstream.encode_request(ir_req, upstream_model), upstream_model)
-    resp = await _send(gw, provider, target, orjson.dumps(payload), stream)
-    if resp.status_code >= 400:
-        raise await _upstream_error(resp, upstream)
-    if not stream:
-        try:
-            raw = await resp.aread()
-        finally:
-            await resp.aclose()
-        try:
-            ir_resp = upstream.decode_response(orjson.loads(raw))
-        except (orjson.JSONDecodeError, GatewayError, KeyError, TypeError, AttributeError):
-            raise GatewayError("upstream_unavailable", f"upstream provider '{provider.name}' sent an unreadable "
-                               "response", status=502) from None
-        ex.usage = ir_resp.usage
-        out = client.encode_response(ir_resp, ir_req)
-        if hooks.completed is not None:
-            await hooks.completed(body, out, provider)
-        return json_response(out)
-    return Response(
-        _relay_translated(ex, client, upstream, ir_req, body, provider, target, resp, hooks),
-        status=200,
-        content_type="text/event-stream",
-        headers=SSE_HEADERS,
-    )
-
-
-async def _close_upstream(resp: httpx.Response) -> None:
-    # Shielded so a cancelled (disconnected) client still closes the upstream connection promptly.
-    with trio.CancelScope(shield=True), trio.move_on_after(2):
-        await resp.aclose()
-
-
-def _finish(ex: Exchange, status: int) -> None:
-    ex.status = status
-    log_exchange(ex)
-
-
-async def _relay(
-    ex: Exchange,
-    client: Codec,
-    body: dict[str, Any],
-    provider: Provider,
-    resp: httpx.Response,
-    sniffer: UsageSniffer,
-    hooks: Hooks,
-) -> AsyncIterator[bytes]:
-    try:
-        try:
-            async for chunk in resp.aiter_raw():
-                out = sniffer.feed(chunk)
-                if out:
-                    ex.mark_first_byte()
-                    yield out
-            tail = sniffer.close()
-            if tail:
-                yield tail
-        except (httpx.HTTPError, SSEError) as exc:
-            err = transport_error(exc, provider.name) if isinstance(exc, httpx.HTTPError) else \
-                GatewayError("upstream_unavailable", f"upstream provider '{provider.name}' sent a malformed stream")
-            ex.error = err.kind
-            yield client.render_stream_error(err)
-        ex.usage = sniffer.usage
-        if hooks.forwarded is not None and ex.error is None:
-            await hooks.forwarded(body, sniffer.response_id, provider)
+        if result.first:
+            yield result.first
+        async for chunk in result.rest:
+            yield chunk
     except trio.Cancelled:
-        ex.cancelled = True
-        ex.usage = sniffer.usage
+        req.ex.cancelled = True
+        status = 499  # client closed the request
         raise
     finally:
-        await _close_upstream(resp)
-        _finish(ex, 499 if ex.cancelled else 200)
+        with trio.CancelScope(shield=True):
+            await result.rest.aclose()  # type: ignore[attr-defined]
+        req.ex.usage = getattr(result.usage_source, "usage", None) or req.ex.usage
+        await req.end(status)
 
 
-async def _relay_translated(
-    ex: Exchange,
-    client: Codec,
-    upstream: Codec,
-    ir_req: ir.Request,
-    body: dict[str, Any],
-    provider: Provider,
-    target: Upstream,
-    resp: httpx.Response,
-    hooks: Hooks,
-) -> AsyncIterator[bytes]:
-    sse = framer(target.framing)
-    decoder = upstream.stream_decoder(ir_req)
-    encoder = client.stream_encoder(ir_req)
+def _plan(gw: Gateway, resolved: Resolved) -> list[tuple[Resolved, Target]]:
+    """Every (route, target) to try, in order: this model's targets, then its fallbacks' (recursively,
+    each model once)."""
+    out: list[tuple[Resolved, Target]] = []
+    seen = set()
+    queue = [(resolved, 0)]
+    while queue:
+        r, depth = queue.pop(0)
+        if r.name in seen:
+            continue
+        seen.add(r.name)
+        out += [(r, t) for t in gw.balancer.order(r.targets, r.route.strategy)]
+        if depth < MAX_FALLBACK_DEPTH:
+            for name in r.route.fallbacks:
+                fb = gw.router.resolve_route(name)
+                if fb is not None:
+                    queue.append((fb, depth + 1))
+    return out
 
-    def emit(events: list[ir.StreamEvent]) -> bytes:
-        out = b""
-        for ev in events:
-            if isinstance(ev, ir.MessageEnd) and ev.usage is not None:
-                ex.usage = ev.usage
-            elif isinstance(ev, ir.StreamError):
-                ex.error = getattr(ev.error, "kind", "upstream_unavailable")
-            out += encoder.encode(ev)
-        return out
 
-    try:
-        try:
-            async for chunk in resp.aiter_raw():
-                out = b""
-                for event in sse.feed(chunk):
-                    out += emit(decoder.feed(event))
-                if out:
-                    ex.mark_first_byte()
-                    yield out
-            out = b""
-            for event in getattr(sse, "close", list)():
-                out += emit(decoder.feed(event))
-            out += emit(decoder.close())
-            if out:
-                yield out
-        except (httpx.HTTPError, SSEError, ValueError) as exc:
-            err = transport_error(exc, provider.name) if isinstance(exc, httpx.HTTPError) else \
-                GatewayError("upstream_unavailable", f"upstream provider '{provider.name}' sent a malformed stream")
-            yield emit([ir.StreamError(err)])
-        final = getattr(encoder, "final_response", None)
-        if hooks.completed is not None and final is not None and ex.error is None:
-            result = final()
-            if result is not None:
-                await hooks.completed(body, result, provider)
-    except trio.Cancelled:
-        ex.cancelled = True
-        raise
-    finally:
-        await _close_upstream(resp)
-        _finish(ex, 499 if ex.cancelled else 200)
-
+async def _attempts(req: _Request, resolved: Resolved, body: dict[str, Any], stream: bool) -> Result:
+    gw, ex = req.gw, req.ex
+    total = resolved.route.timeouts.total if resolved.route.timeouts else gw.config.timeouts.total
+    total_deadline = trio.current_time() + total if total is not None else math.inf
+    last: GatewayError | None = None
+    plan = _plan(gw, resolved)
+    for i, (route, target) in enumerate(plan):
+        provider = gw.providers.get(target.provider)
+        if provider is None:
+            continue
+        policy = route.route.retry or gw.config.retry
+        attempt = Attempt(gw, ex, req.api, req.client, req.hooks, route.route.timeouts or gw.config.timeouts,
+                          total_deadline)
+        for n in range(1, max(policy.attempts, 1) + 1):
+            ex.attempts += 1
+            ex.provider, ex.upstream_model = provider.name, target.model
+            gw.balancer.started(target)
+            try:
+                result = await attempt.run(provider, target.model, body, stream)
+            except GatewayError as err:
+                gw.balancer.finished(target)
+                last = err
+                if is_retryable(err) or err.kind == "timeout":
+                    gw.balancer.failure(target)
+                if not is_retryable(err) or n >= policy.attempts or trio.current_time() >= total_deadline:
+                    break
+                wait = backoff(policy, n, err.retry_after)
+                if wait > policy.retry_after_max or trio.current_time() + wait >= total_deadline:
+                    break  # waiting that long is worse than moving on
+                ex.retries += 1
+                await trio.sleep(wait)
+                continue
+            gw.balancer.success(target)
+            req.target = target
+            return result
+        assert last is not None
+        reason = fallback_reason(last)
+        if reason is None or reason not in route.route.fallback_on or i + 1 >= len(plan):
+            raise last
+        if trio.current_time() >= total_deadline:
+            raise last
+    if last is None:
+        raise GatewayError("server_error", f"no provider is configured for model '{resolved.name}'", status=500)
+    raise last

@@ -19,6 +19,9 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from trigate.mock import anthropic, openai_chat, openai_responses
+from trigate.mock import embeddings as embeddings_routes
+from trigate.mock import realtime as realtime_routes
+from trigate.mock import rerank as rerank_routes
 from trigate.mock.replies import count_tokens as count_words
 from trigate.mock.replies import plan_reply
 from trigate.mock.state import Fault, MockState, SeenRequest
@@ -260,4 +263,7 @@ def create_mock_app(state: MockState) -> QuartTrio:
         state.reset()
         return _json({"ok": True})
 
+    embeddings_routes.register(app, state)
+    rerank_routes.register(app, state)
+    realtime_routes.register(app, state)
     return app
