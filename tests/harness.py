@@ -19,6 +19,7 @@ from trigate.mock.state import MockState
 from trigate.server import Running, run_gateway
 
 UPSTREAM_KEY = "sk-upstream-secret-0123456789"
+AWS_CREDENTIALS = ("AKIDTRIGATETEST", "aws-secret-for-tests-0123456789")
 
 
 class LogCapture(logging.Handler):
@@ -47,7 +48,7 @@ class Servers:
     def __init__(self, make_config: Callable[[str], Config | dict[str, Any]], *, mock_key: str | None = None,
                  token_delay_ms: float = 0.0) -> None:
         self._make_config = make_config
-        self.mock = MockState(api_key=mock_key, token_delay_ms=token_delay_ms)
+        self.mock = MockState(api_key=mock_key, token_delay_ms=token_delay_ms, aws_credentials=AWS_CREDENTIALS)
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._token: trio.lowlevel.TrioToken | None = None
@@ -110,6 +111,9 @@ def openai_config(mock_url: str, **extra: Any) -> dict[str, Any]:
             "azure-dated": {"kind": "azure", "base_url": mock_url, "api_key": UPSTREAM_KEY,
                             "api_version": "2024-10-21"},
             "groq": {"kind": "groq", "base_url": f"{mock_url}/v1", "api_key": UPSTREAM_KEY},
+            "bedrock": {"kind": "bedrock", "base_url": mock_url, "region": "us-east-1",
+                        "aws_access_key_id": AWS_CREDENTIALS[0], "aws_secret_access_key": AWS_CREDENTIALS[1]},
+            "bedrock-key": {"kind": "bedrock", "base_url": mock_url, "region": "us-west-2", "api_key": UPSTREAM_KEY},
         },
         "models": [
             {"name": "gpt-4o-mini", "provider": "openai"},
@@ -120,6 +124,8 @@ def openai_config(mock_url: str, **extra: Any) -> dict[str, Any]:
             {"name": "azure/*", "provider": "azure"},
             {"name": "azure-dated/*", "provider": "azure-dated"},
             {"name": "groq/*", "provider": "groq"},
+            {"name": "bedrock/*", "provider": "bedrock"},
+            {"name": "bedrock-key/*", "provider": "bedrock-key"},
         ],
         "store": {"responses_path": ":memory:"},
     }

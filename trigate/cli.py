@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from functools import partial
 
@@ -11,16 +10,11 @@ import trio
 
 from trigate import __version__
 from trigate.config import Config, ConfigError, default_config, load_config
+from trigate.logs import setup_logging
 
 
 def _load(path: str | None) -> Config:
     return default_config() if path is None else load_config(path)
-
-
-def _setup_logging(access_log: bool) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("trigate.access").disabled = not access_log
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -33,8 +27,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         listen = evolve(cfg.listen, host=args.host or cfg.listen.host,
                         port=cfg.listen.port if args.port is None else args.port)
         cfg = evolve(cfg, listen=listen)
-    _setup_logging(cfg.server.access_log)
-    trio.run(partial(run_gateway, cfg, handle_signals=True, announce=True))
+    listener = setup_logging(cfg.server.access_log)
+    try:
+        trio.run(partial(run_gateway, cfg, handle_signals=True, announce=True, config_path=args.config))
+    finally:
+        listener.stop()  # flushes what is queued
     return 0
 
 

@@ -47,6 +47,8 @@ class ServerSettings:
     read_timeout: float = 600.0
     # How long a provider's own model list (for expanded wildcard routes) is cached, seconds.
     models_cache_seconds: float = 300.0
+    # How often the config file is checked for changes (reload without restart), seconds.
+    reload_poll_seconds: float = 1.0
 
 
 @define(frozen=True)

@@ -32,6 +32,12 @@ class Gateway:
     extras: dict[str, object] = field(factory=dict)
     # HTTP requests and WebSocket sessions being served, bodies and streams included.
     inflight: int = 0
+    reloads: int = 0
+    # Replaced by a reload but maybe still used by in-flight requests; closed at shutdown.
+    retired_providers: list[Any] = field(factory=list)
+    retired_limiters: list[Any] = field(factory=list)
+    # The server's long-lived nursery, for services that outlive any request (limiter backends).
+    services: Any = None
     _idle: trio.Event = field(factory=trio.Event)
 
     async def wait_idle(self) -> None:

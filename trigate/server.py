@@ -19,6 +19,7 @@ from trigate.mock.state import MockState
 from trigate.policies.auth import KeyRing
 from trigate.policies.balancer import Balancer
 from trigate.policies.limits import make_limiter
+from trigate.reload import watch
 from trigate.routing import Router
 from trigate.store.responses import open_response_store
 from trigate.upstream.client import make_client
@@ -51,10 +52,12 @@ async def run_gateway(
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     handle_signals: bool = False,
     announce: bool = False,
+    config_path: str | None = None,
     task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until ``shutdown_trigger`` returns or, with ``handle_signals``, SIGTERM/SIGINT arrives.
-    In-flight requests then get ``server.graceful_timeout`` seconds to finish."""
+    In-flight requests then get ``server.graceful_timeout`` seconds to finish. With ``config_path``
+    the config is reloaded when the file changes (and on SIGHUP with ``handle_signals``)."""
     async with trio.open_nursery() as nursery:
         mocks: dict[str, MockState] = {}
         mock_urls: dict[str, str] = {}
@@ -77,6 +80,8 @@ async def run_gateway(
             limiter=make_limiter(config.limits.backend, config.limits.redis_url),
             balancer=Balancer(config.health),
         )
+        gw.services = nursery
+        await nursery.start(gw.limiter.run)
         app = create_app(gw)
 
         stop = trio.Event()
@@ -110,6 +115,15 @@ async def run_gateway(
             serve_scope.cancel()
 
         signal_scope = trio.CancelScope()
+        watch_scope = trio.CancelScope()
+        if config_path is not None:
+
+            async def watch_config() -> None:
+                with watch_scope:
+                    await watch(gw, config_path, mock_urls, poll=config.server.reload_poll_seconds,
+                                signals=handle_signals)
+
+            nursery.start_soon(watch_config)
         if handle_signals:
 
             async def on_signals() -> None:
@@ -139,10 +153,13 @@ async def run_gateway(
                     await gw.http.aclose()
                     await gw.responses.aclose()
                     await gw.limiter.aclose()
-                    for p in gw.providers.values():
+                    for p in [*gw.providers.values(), *gw.retired_providers]:
                         await p.aclose()
+                    for limiter in gw.retired_limiters:
+                        await limiter.aclose()
                 mocks_done.set()
                 signal_scope.cancel()
+                watch_scope.cancel()
 
         binds = await nursery.start(serve_app)
         url = binds[0]

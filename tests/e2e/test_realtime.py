@@ -36,15 +36,15 @@ def audio_b64(size: int) -> str:
     return base64.b64encode(bytes(i % 251 for i in range(size))).decode()
 
 
-async def recv(ws: WebSocketConnection, timeout: float = 5) -> dict[str, Any]:
-    with trio.fail_after(timeout):
+async def recv(ws: WebSocketConnection, within: float = 5) -> dict[str, Any]:
+    with trio.fail_after(within):
         return json.loads(await ws.get_message())
 
 
-async def recv_until(ws: WebSocketConnection, kind: str, timeout: float = 5) -> list[dict[str, Any]]:
+async def recv_until(ws: WebSocketConnection, kind: str, within: float = 5) -> list[dict[str, Any]]:
     """Events up to and including the first of type ``kind``."""
     out: list[dict[str, Any]] = []
-    with trio.fail_after(timeout):
+    with trio.fail_after(within):
         while True:
             out.append(json.loads(await ws.get_message()))
             if out[-1]["type"] == kind:
@@ -71,8 +71,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 3.0) -> Any:
         time.sleep(0.01)
 
 
-async def await_for(predicate: Callable[[], Any], timeout: float = 3.0) -> Any:
-    with trio.fail_after(timeout):
+async def await_for(predicate: Callable[[], Any], within: float = 3.0) -> Any:
+    with trio.fail_after(within):
         while True:
             value = predicate()
             if value:

@@ -18,6 +18,8 @@ PROVIDERS = {
     "azure": ("azure/gpt-4o", "/openai/v1/", "openai"),
     "azure-dated": ("azure-dated/my-deployment", "/openai/deployments/my-deployment/", "openai"),
     "groq": ("groq/llama-3.3-70b", "/v1/chat/completions", "openai"),
+    "bedrock": ("bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0", "/model/anthropic.claude", "bedrock"),
+    "bedrock-key": ("bedrock-key/amazon.nova-pro-v1:0", "/model/amazon.nova", "bedrock"),
 }
 PROVIDER_MODELS = {name: model for name, (model, _, _) in PROVIDERS.items()}
 WEATHER = {"name": "get_weather", "description": "Weather for a city",

@@ -10,6 +10,7 @@ from functools import partial
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import trio
 from hypercorn.config import Config as HyperConfig
@@ -268,13 +269,15 @@ async def test_faults_are_provider_shaped_and_parsed() -> None:
 
         state.add_fault(Fault(status=503, message="busy", model="gemini-embedding-001"))
         gem = {"requests": [{"content": {"parts": [{"text": "a"}]}}]}
-        r = await client.post("/v1beta/models/gemini-embedding-001:batchEmbedContents", json=gem, headers={
-            "x-goog-api-key": KEY})
+        r = await client.post(
+            "/v1beta/models/gemini-embedding-001:batchEmbedContents", json=gem, headers={"x-goog-api-key": KEY}
+        )
         assert r.status_code == 503 and gemini.parse_error(r.status_code, r.content).kind == "overloaded"
 
         state.add_fault(Fault(status=500, message="boom", path="/v2/embed"))
-        r = await client.post("/v2/embed", json={"model": "embed-v4.0", "texts": ["a"], "input_type": "clustering"},
-                              headers=BEARER)
+        r = await client.post(
+            "/v2/embed", json={"model": "embed-v4.0", "texts": ["a"], "input_type": "clustering"}, headers=BEARER
+        )
         err = E.parse_cohere_error(r.status_code, r.content)
         assert (err.kind, err.message, err.status) == ("server_error", "boom", 500)
 
@@ -283,8 +286,9 @@ async def test_faults_are_provider_shaped_and_parsed() -> None:
         assert bedrock.parse_error(r.status_code, r.content).kind == "rate_limit"
 
         state.add_fault(Fault(malformed=True, path="/v2/embed"))
-        r = await client.post("/v2/embed", json={"model": "embed-v4.0", "texts": ["a"], "input_type": "clustering"},
-                              headers=BEARER)
+        r = await client.post(
+            "/v2/embed", json={"model": "embed-v4.0", "texts": ["a"], "input_type": "clustering"}, headers=BEARER
+        )
         assert r.status_code == 200
         with pytest.raises(ValueError):
             r.json()
@@ -294,8 +298,9 @@ async def test_latency_fault_delays() -> None:
     async with mock_client() as (client, state):
         state.add_fault(Fault(latency_ms=200, path="/v2/embed"))
         start = trio.current_time()
-        r = await client.post("/v2/embed", json={"model": "embed-v4.0", "texts": ["a"], "input_type": "clustering"},
-                              headers=BEARER)
+        r = await client.post(
+            "/v2/embed", json={"model": "embed-v4.0", "texts": ["a"], "input_type": "clustering"}, headers=BEARER
+        )
         assert r.status_code == 200 and trio.current_time() - start >= 0.2
 
 
@@ -312,3 +317,31 @@ async def test_routes_are_wired_into_the_default_mock_app() -> None:
                 assert (await client.post("/v2/rerank", json=body, headers=BEARER)).status_code == 200
         finally:
             done.set()
+
+
+async def test_bedrock_routes_verify_sigv4_when_the_state_has_aws_credentials() -> None:
+    from trigate.formats import rerank as R
+    from trigate.upstream.sigv4 import sign_request
+
+    state = MockState(api_key=KEY, aws_credentials=("AKIDMOCK", "mock-secret"))
+    async with mock_client(state) as (client, _):
+
+        async def signed(path: str, body: dict[str, Any], secret: str = "mock-secret") -> httpx.Response:
+            raw = orjson.dumps(body)
+            url = f"{client.base_url}{path}"
+            headers = {"content-type": "application/json", "host": httpx.URL(url).netloc.decode()}
+            headers.update(
+                sign_request("POST", url, headers, raw, access_key="AKIDMOCK", secret_key=secret, region="us-west-2")
+            )
+            return await client.post(httpx.URL(url), content=raw, headers=headers)
+
+        # Model ids percent-encoded, as AWS SDKs send (and sign) them.
+        titan = "/model/amazon.titan-embed-text-v2%3A0/invoke"
+        assert (await signed(titan, {"inputText": "a"})).status_code == 200
+        r = await signed(titan, {"inputText": "a"}, secret="wrong")
+        assert r.status_code == 403 and "Signature" in r.headers["x-amzn-errortype"]
+        rerank = R.encode_bedrock_request(R.RerankRequest("m", "q", ["q"]), "amazon.rerank-v1:0", "us-west-2")
+        assert (await signed("/rerank", rerank)).status_code == 200
+        # A Bedrock API key still works, and no credentials at all does not.
+        assert (await client.post(titan, json={"inputText": "a"}, headers=BEARER)).status_code == 200
+        assert (await client.post(titan, json={"inputText": "a"})).status_code == 403

@@ -49,7 +49,13 @@ def test_input_shapes(value: Any, inputs: list[Any]) -> None:
 
 def test_defaults_and_fields() -> None:
     req = E.decode_openai_request({"model": "m", "input": "x"})
-    assert (req.encoding_format, req.dimensions, req.user, req.input_type, req.extras) == ("float", None, None, None, {})
+    assert (req.encoding_format, req.dimensions, req.user, req.input_type, req.extras) == (
+        "float",
+        None,
+        None,
+        None,
+        {},
+    )
     req = E.decode_openai_request(
         {"model": "m", "input": "x", "encoding_format": "base64", "dimensions": 64.0, "user": "u",
          "input_type": "search_query", "encoding_extra": True}

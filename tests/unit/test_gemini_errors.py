@@ -390,3 +390,24 @@ def test_finish_reasons(finish: str, calls: bool, stop: str) -> None:
     assert resp.stop_reason == stop
     # and the original reason survives a Gemini round trip
     assert CODEC.encode_response(resp, ir.Request(model="m"))["candidates"][0]["finishReason"] == finish
+
+
+def test_text_signature_before_text_is_attached() -> None:
+    # A Chat client returns a Gemini 3 text signature as reasoning_signature, which decodes before the text.
+    chat = {"role": "assistant", "content": "It is noon.", "reasoning_signature": "U0lH"}
+    from trigate.formats import get_codec
+
+    req = get_codec("openai_chat").decode_request(
+        {"model": "m", "messages": [{"role": "user", "content": "time?"}, chat, {"role": "user", "content": "thanks"}]}
+    )
+    body = CODEC.encode_request(req, "gemini-3-pro-preview")
+    assert body["contents"][1] == {"role": "model", "parts": [{"text": "It is noon.", "thoughtSignature": "U0lH"}]}
+    # after text (Anthropic / Gemini order) it attaches backwards; with no text at all it stays a thought part
+    after = _req(ir.Message("assistant", [ir.Text("a"), ir.Reasoning(signature="X")]))
+    assert CODEC.encode_request(after, "m")["contents"][0]["parts"] == [{"text": "a", "thoughtSignature": "X"}]
+    alone = _req(ir.Message("assistant", [ir.Reasoning(signature="X"), ir.ToolCall("c", "f", "{}")]))
+    assert CODEC.encode_request(alone, "m")["contents"][0]["parts"][0] == {
+        "text": "",
+        "thought": True,
+        "thoughtSignature": "X",
+    }

@@ -483,6 +483,30 @@ async def test_chat_tool_loop_through_codec(server: tuple[str, MockState]) -> No
     assert sent == {"name": "get_weather", "response": {"result": "rainy, 4C"}}  # name recovered, id synthetic: dropped
 
 
+async def test_coexists_with_embedding_routes(nursery: trio.Nursery) -> None:
+    # The embeddings mock serves :embedContent / :predict under the same prefixes; Werkzeug must pick the
+    # specific rules over the catch-all ``<path:rest>`` whatever the registration order.
+    from trigate.mock import embeddings
+
+    state = MockState()
+    app = QuartTrio("test-gemini-mock-both")
+    register(app, state)
+    embeddings.register(app, state)
+    hc = HyperConfig()
+    hc.bind = ["127.0.0.1:0"]
+    hc.accesslog = None
+    hc.errorlog = None
+    base = (await nursery.start(partial(serve, app, hc, shutdown_trigger=trio.sleep_forever)))[0]  # type: ignore[arg-type]
+    text = {"parts": [{"text": "hi"}]}
+    async with _client(base) as c:
+        emb = await c.post("/v1beta/models/gemini-embedding-001:embedContent", json={"content": text})
+        gen = await c.post(f"{DEV}:generateContent", json={"contents": [text]})
+        vtx = await c.post(
+            f"{VERTEX}/google/models/text-embedding-005:predict", json={"instances": [{"content": "hi"}]}
+        )
+    assert "embedding" in emb.json() and "candidates" in gen.json() and "predictions" in vtx.json()
+
+
 # --------------------------------------------------------------------------------------------
 # The official SDK against the mock
 # --------------------------------------------------------------------------------------------

@@ -327,7 +327,9 @@ def test_limits_and_client_close_endings() -> None:
     assert gone.client_code is None and gone.upstream_code == 1000 and gone.closed_by == "client"
     assert closing.client_closed(draining=True).upstream_code == 1001
     assert closing.frame_too_big(10, 5).client_code == 1009
-    assert closing.upstream_unreachable("x").client_code == 1014
+    assert closing.upstream_unreachable("x").client_code == 1011
+    down = closing.shutting_down()
+    assert (down.client_code, down.upstream_code, down.cause) == (1001, 1001, "shutdown")
 
 
 # -- settings, sizes, the log record -------------------------------------------------------------

@@ -28,7 +28,13 @@ def test_v2_request() -> None:
     req = R.decode_cohere_request(
         {"model": "rerank-v3.5", "query": "q", "documents": ["a", {"text": "b"}], "top_n": 1, "max_tokens_per_doc": 99}
     )
-    assert (req.model, req.query, req.documents, req.top_n, req.max_tokens_per_doc) == ("rerank-v3.5", "q", ["a", "b"], 1, 99)
+    assert (req.model, req.query, req.documents, req.top_n, req.max_tokens_per_doc) == (
+        "rerank-v3.5",
+        "q",
+        ["a", "b"],
+        1,
+        99,
+    )
     assert req.return_documents is False and req.raw_documents is None and req.extras == {}
 
 
@@ -130,7 +136,14 @@ def test_sdk_models_accept_our_responses() -> None:
 
 def test_upstream_cohere_request_drops_the_other_versions_fields() -> None:
     req = R.decode_cohere_request(
-        {"model": "m", "query": "q", "documents": ["a"], "max_chunks_per_doc": 3, "priority": 2, "return_documents": True}
+        {
+            "model": "m",
+            "query": "q",
+            "documents": ["a"],
+            "max_chunks_per_doc": 3,
+            "priority": 2,
+            "return_documents": True,
+        }
     )
     assert R.encode_cohere_request(req, "up", 2) == {"priority": 2, "model": "up", "query": "q", "documents": ["a"]}
     assert R.encode_cohere_request(req, "up", 1) == {

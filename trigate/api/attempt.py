@@ -145,8 +145,9 @@ class Attempt:
             except httpx.HTTPError as exc:
                 raise transport_error(exc, provider.name) from None
         if scope.cancelled_caught:
-            raise timeout_error("no response", self.timeouts.first_token if stream else self.timeouts.total,
-                                provider.name)
+            if stream and deadline < self.total_deadline:
+                raise timeout_error("no first token", self.timeouts.first_token, provider.name)
+            raise timeout_error("the whole exchange took too long", self.timeouts.total, provider.name)
         return resp
 
     async def _read(self, resp: httpx.Response, provider: Provider, deadline: float) -> bytes:
@@ -162,6 +163,13 @@ class Attempt:
 
     async def _error(self, resp: httpx.Response, codec: Codec, provider: Provider, deadline: float) -> GatewayError:
         raw = await self._read(resp, provider, deadline)
+        error_type = resp.headers.get("x-amzn-errortype")
+        if error_type:
+            # AWS names the error in a header; parse_error only sees the body.
+            try:
+                raw = orjson.dumps({"__type": error_type.split(":")[0], **orjson.loads(raw)})
+            except (orjson.JSONDecodeError, TypeError):
+                pass
         err = codec.parse_error(resp.status_code, raw)
         ra = resp.headers.get("retry-after")
         if ra and err.retry_after is None:

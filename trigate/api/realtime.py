@@ -7,8 +7,8 @@ Handshake: everything the gateway can refuse by itself is refused before the upg
 in OpenAI's shape, as OpenAI refuses its own handshakes (400 no model, 401/403 auth, 404 unknown
 model, 429 too many sessions). The upstream socket is then opened *before* the client's is accepted,
 so an upstream that refuses the handshake (401, 404, 429, ...) is answered with its own status and
-body. An upstream that cannot be reached at all is reported after accepting, as a close with 1014
-(bad gateway) and a reason, because browsers see nothing of a refused handshake.
+body. An upstream that cannot be reached at all is reported after accepting, as a close with 1011
+and a reason, because browsers see nothing of a refused handshake.
 
 A session is one nursery with two pumps (client -> upstream, upstream -> client). Each pump awaits
 the other side's send before reading again, so a slow reader slows its writer instead of filling a
@@ -86,8 +86,8 @@ class RealtimeExchange(Exchange):
     def record(self) -> dict[str, Any]:
         rec = super().record()
         rec["beta"] = self.beta
-        if self.status != 101:
-            return rec
+        if self.status != 101 and self.closed_by is None:
+            return rec  # refused at the handshake: nothing was relayed
         rec.update(client_frames=self.client_frames, upstream_frames=self.upstream_frames,
                    closed_by=self.closed_by, close_cause=self.close_cause, close_code=self.close_code,
                    close_reason=self.close_reason, upstream_close_code=self.upstream_close_code)
@@ -107,9 +107,10 @@ class RealtimeExchange(Exchange):
         return rec
 
 
-@define
+@define(eq=False)
 class _Sessions:
     active: int = 0
+    relays: set[Relay] = field(factory=set)
 
 
 def _sessions(gw: Gateway) -> _Sessions:
@@ -125,9 +126,32 @@ def _authenticate(gw: Gateway, credential: str | None) -> Principal:
     return keys.authenticate(credential) if keys is not None else authenticate(credential)
 
 
+async def _close_on_drain(gw: Gateway, sessions: _Sessions, scope: trio.CancelScope) -> None:
+    # Sessions never end by themselves: without this, a graceful shutdown would wait out its whole
+    # grace period and then drop them. One task per gateway polls the flag, not one per session;
+    # Gateway has no event for the start of draining to wait on instead.
+    with scope:
+        while not gw.draining:  # noqa: ASYNC110
+            await trio.sleep(0.25)
+        while True:  # again and again: a session still connecting upstream can only be ended once relaying
+            for relay in list(sessions.relays):
+                relay.shut_down()
+            await trio.sleep(0.25)
+
+
 def register(app: Quart, gw: Gateway) -> None:
     async def realtime_socket() -> Response | None:
         return await handle_socket(gw, websocket._get_current_object())
+
+    drain_scope = trio.CancelScope()
+
+    @app.before_serving
+    async def watch_drain() -> None:
+        app.nursery.start_soon(_close_on_drain, gw, _sessions(gw), drain_scope)  # type: ignore[attr-defined]
+
+    @app.after_serving
+    async def stop_watching_drain() -> None:
+        drain_scope.cancel()
 
     for path in SOCKET_PATHS:
         app.add_websocket(path, "realtime_socket", realtime_socket)
@@ -170,6 +194,9 @@ async def handle_socket(gw: Gateway, ws: Any) -> Response | None:
         provider = gw.providers[target.provider]
         ex.provider, ex.upstream_model = provider.name, target.model
         upstream = provider.realtime(target.model)
+        if gw.draining:
+            raise GatewayError("overloaded", "the gateway is shutting down; connect again", status=503,
+                               code="shutting_down", retry_after=1)
         if settings.max_sessions is not None and sessions.active >= settings.max_sessions:
             raise GatewayError("rate_limit", f"too many realtime sessions open on this gateway "
                                f"(limit {settings.max_sessions}); try again later", code="too_many_sessions",
@@ -185,10 +212,12 @@ async def handle_socket(gw: Gateway, ws: Any) -> Response | None:
                       if settings.enforce_session_model else [])
     relay = Relay(gw, ws, ex, settings, provider.name, upstream.url, up_headers, offer.selected, hooks)
     sessions.active += 1
+    sessions.relays.add(relay)
     try:
         return await _serve(relay)
     finally:
         sessions.active -= 1
+        sessions.relays.discard(relay)
         log_exchange(ex)
 
 
@@ -239,8 +268,12 @@ class Relay:
         self._connect_scope = trio.CancelScope()
         self._relay_scope = trio.CancelScope()
         self._idle: trio.CancelScope | None = None
-        self._pumps: trio.Nursery | None = None
         self._ending: Ending | None = None
+
+    def shut_down(self) -> None:
+        """The gateway is draining: end the session now, telling both sides."""
+        if self._phase == "relaying":
+            self._end(closing.shutting_down())
 
     def client_gone(self) -> None:
         if self._phase == "done":
@@ -310,7 +343,6 @@ class Relay:
                 with trio.CancelScope(deadline=start + s.idle_timeout_seconds) as idle:
                     self._idle = idle
                     async with trio.open_nursery() as pumps:
-                        self._pumps = pumps
                         pumps.start_soon(self._client_to_upstream, up)
                         pumps.start_soon(self._upstream_to_client, up)
         ending = self._ending
@@ -328,8 +360,7 @@ class Relay:
     def _end(self, ending: Ending) -> None:
         if self._ending is None:
             self._ending = ending
-        if self._pumps is not None:
-            self._pumps.cancel_scope.cancel()
+        self._relay_scope.cancel()
 
     def _touch(self) -> None:
         if self._idle is not None:

@@ -97,6 +97,7 @@ class _Request:
         self.gw, self.api, self.client, self.hooks = gw, api, client, hooks
         self.ex = Exchange(method=request.method, path=request.path, api=api, client_format=client.name)
         self.lease: Lease | None = None
+        self.limiter = gw.limiter  # the one the lease came from, even if a reload swaps gw.limiter
         self.target: Target | None = None
         self._ended = False
 
@@ -112,8 +113,8 @@ class _Request:
                 try:
                     if u is not None:
                         # unknown usage (a stream cut short) keeps the reservation: never under-count
-                        await self.gw.limiter.settle(self.lease, u.input_tokens + u.output_tokens)
-                    await self.gw.limiter.release(self.lease)
+                        await self.limiter.settle(self.lease, u.input_tokens + u.output_tokens)
+                    await self.limiter.release(self.lease)
                 except Exception as exc:  # the limiter's store failing must not fail the answer
                     self.ex.error = self.ex.error or f"limiter: {type(exc).__name__}"
         self.ex.status = status
@@ -149,12 +150,16 @@ async def handle_text(gw: Gateway, api: str, client_format: str, hooks: Hooks | 
             req.hooks.validate(body)
         rules = limit_rules(gw, principal, resolved)
         if rules:
-            req.lease = await gw.limiter.acquire(rules, reserve_estimate(gw, len(raw), body))
+            req.lease = await req.limiter.acquire(rules, reserve_estimate(gw, len(raw), body))
         result = await _attempts(req, resolved, body, stream)
     except GatewayError as err:
         ex.error = err.kind
         await req.end(err.status)
-        return error_response(client, err, req.headers())
+        headers = req.headers()
+        quota = getattr(err, "quota", None)
+        if quota is not None:
+            headers.update(quota_headers(client.name, quota))
+        return error_response(client, err, headers)
     if result.rest is None:
         await req.end(200)
         return Response(result.body, status=200, content_type=result.content_type, headers=req.headers())

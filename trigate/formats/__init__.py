@@ -10,6 +10,8 @@ _MODULES = {
     "openai_chat": "trigate.formats.openai_chat",
     "anthropic": "trigate.formats.anthropic",
     "openai_responses": "trigate.formats.openai_responses",
+    "gemini": "trigate.formats.gemini",
+    "bedrock": "trigate.formats.bedrock",
 }
 _cache: dict[str, Codec] = {}
 

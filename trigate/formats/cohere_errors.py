@@ -4,6 +4,9 @@ Cohere answers errors as ``{"message": "..."}`` (sometimes with an ``id``), and 
 exception class from the HTTP status alone (400 BadRequestError, 401 UnauthorizedError, 403, 404, 422,
 429 TooManyRequestsError, 498 InvalidTokenError, 499 ClientClosedRequestError, 500, 501, 503, 504),
 keeping the parsed JSON body as ``.body``. So the status is what matters to Cohere clients.
+
+The parser also reads the Cohere-compatible rerank servers' bodies (Jina, Voyage, vLLM), whose messages sit
+under other keys.
 """
 
 from __future__ import annotations

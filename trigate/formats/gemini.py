@@ -16,9 +16,10 @@ Canonical forms (what ``encode(decode(x))`` gives back): camelCase field names (
 as by the API); every function declaration in one ``tools[0].functionDeclarations`` entry, followed by the
 other tool entries; consecutive same-role contents merged; ``systemInstruction`` without ``role``;
 ``audio/mpeg`` written ``audio/mp3`` and ``audio/x-wav`` ``audio/wav``; a ``functionResponse`` without an
-id that answers a call with one gets that id; an empty thought part that carries only a signature right
-after a text part is merged into that text part; a candidate without parts has no ``content``;
-``usageMetadata.totalTokenCount`` is recomputed and ``candidatesTokenCount`` always present.
+id that answers a call with one gets that id; an empty thought part that carries only a signature next
+to a text part (right after it, or right before it when no text precedes) is merged into that text part; a
+candidate without parts has no ``content``; ``usageMetadata.totalTokenCount`` is recomputed and
+``candidatesTokenCount`` always present.
 
 Choices where protocols.md leaves one open:
 - System/developer messages anywhere in the IR are hoisted, in order, into ``systemInstruction`` (one part
@@ -45,6 +46,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import re
 from datetime import datetime
 from typing import Any
@@ -246,7 +248,11 @@ def is_synthetic_id(call_id: str | None) -> bool:
 
 def args_json(args: Any) -> str:
     """Function call ``args`` (an object) as compact JSON text, ``{}`` when absent."""
-    return orjson.dumps(args if args is not None else {}).decode()
+    try:
+        return orjson.dumps(args if args is not None else {}).decode()
+    except orjson.JSONEncodeError:
+        # orjson refuses integers beyond 64 bits; the stdlib encoder writes them exactly
+        return json.dumps(args, separators=(",", ":"), ensure_ascii=False)
 
 
 def parse_arguments(raw: str) -> dict[str, Any]:
@@ -864,6 +870,7 @@ def encode_parts(
     function responses; without it (response side) media Gemini cannot take by reference is dropped."""
     out: list[dict[str, Any]] = []
     after_text = False
+    carried: str | None = None  # a text signature waiting for the text part that follows
     for j, p in enumerate(content):
         t = type(p)
         is_text = False
@@ -875,8 +882,25 @@ def encode_parts(
                 is_text = True
                 if p.text:  # type: ignore[union-attr]
                     out.append({"text": p.text})  # type: ignore[union-attr]
+                    if carried:
+                        out[-1]["thoughtSignature"] = carried
+                carried = None
         elif t is ir.Reasoning:
-            _reasoning_part(p, out, after_text)  # type: ignore[arg-type]
+            r: ir.Reasoning = p  # type: ignore[assignment]
+            if (
+                not after_text
+                and r.signature
+                and not r.text
+                and not r.summary
+                and j + 1 < len(content)
+                and type(content[j + 1]) is ir.Text
+                and content[j + 1].text  # type: ignore[union-attr]
+                and opaque_of(content[j + 1]) is None  # type: ignore[arg-type]
+            ):
+                # Formats that put reasoning first (Chat) bring a text part's signature back before it.
+                carried = r.signature
+                continue
+            _reasoning_part(r, out, after_text)
         elif t is ir.ToolCall:
             call: ir.ToolCall = p  # type: ignore[assignment]
             if names is not None:

@@ -8,7 +8,8 @@ answers agree bit for bit. Token counts are one per whitespace-separated word.
 
 Each route checks what the real API checks that a translator is likely to get wrong (batch sizes, Cohere's
 required ``input_type``, Gemini's per-request model) and answers in that provider's error shape. Bedrock
-routes accept ``Authorization: Bearer <api_key>`` (Bedrock API keys) and do not verify SigV4.
+routes accept ``Authorization: Bearer <api_key>`` (Bedrock API keys) and, when the state has AWS
+credentials, verify SigV4 signatures made with them.
 
 Also the helpers the rerank mock shares: ``prelude``, ``bearer_ok``, the provider error responses.
 """
@@ -33,6 +34,7 @@ from werkzeug.routing import BaseConverter
 from trigate.mock import openai_chat
 from trigate.mock.replies import count_tokens
 from trigate.mock.state import Fault, MockState, SeenRequest
+from trigate.upstream.sigv4 import verify_request
 
 DEFAULT_DIMENSIONS = 16
 
@@ -168,10 +170,34 @@ def fault_response(fault: Fault | None, render: Any, broken: bytes = b'{"data": 
     return None
 
 
-def bedrock_auth_error(state: MockState) -> Response | None:
-    if bearer_ok(state):
+async def bedrock_auth_error(state: MockState) -> Response | None:
+    """Bedrock's two ways in: ``Authorization: Bearer <api_key>`` (Bedrock API keys), or, when the state has
+    AWS credentials, a SigV4 signature made with them (service ``bedrock`` for the runtime and the agent
+    runtime alike)."""
+    invalid = "The security token included in the request is invalid."
+    auth = request.headers.get("authorization", "")
+    if state.api_key is not None and auth == f"Bearer {state.api_key}":
         return None
-    return bedrock_error(403, "The security token included in the request is invalid.", "UnrecognizedClientException")
+    if state.aws_credentials is None:
+        return None if state.api_key is None else bedrock_error(403, invalid, "UnrecognizedClientException")
+    if auth.startswith("Bearer "):
+        return bedrock_error(403, invalid, "UnrecognizedClientException")
+    # The signature covers the path as sent on the wire, still percent-encoded.
+    raw_path = request.scope.get("raw_path") or request.path.encode()
+    url = f"{request.scheme}://{request.headers.get('host', '')}{raw_path.decode('latin-1')}"
+    query = request.scope.get("query_string") or b""
+    if query:
+        url += "?" + query.decode("latin-1")
+    key_id, secret = state.aws_credentials
+    problem = verify_request(
+        request.method,
+        url,
+        dict(request.headers.items()),
+        await request.get_data(),
+        access_key=key_id,
+        secret_key=secret,
+    )
+    return None if problem is None else bedrock_error(403, problem.message, problem.error_type)
 
 
 def _positive_int(v: Any) -> bool:
@@ -183,35 +209,29 @@ def _positive_int(v: Any) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-def openai_inputs(body: dict[str, Any]) -> list[str] | str:
-    """The hash keys of an OpenAI ``input``, or the error message the real API gives."""
+def openai_inputs(body: dict[str, Any]) -> list[tuple[str, int]] | str:
+    """(hash key, token count) per OpenAI ``input``, or the error message the real API gives."""
     invalid = "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference."
     v = body.get("input")
     if v is None:
         return "'input' is a required property"
     if isinstance(v, str):
-        return [v] if v else invalid
+        return [(v, count_tokens(v))] if v else invalid
     if not isinstance(v, list) or not v or len(v) > 2048:
         return invalid
     if all(isinstance(t, int) and not isinstance(t, bool) for t in v):
-        return [token_key(v)]
+        return [(token_key(v), len(v))]
     if all(isinstance(s, str) and s for s in v):
-        return list(v)
+        return [(s, count_tokens(s)) for s in v]
     if all(isinstance(a, list) and a and all(isinstance(t, int) and not isinstance(t, bool) for t in a) for a in v):
-        return [token_key(a) for a in v]
+        return [(token_key(a), len(a)) for a in v]
     return invalid
 
 
-def _input_tokens(key: str) -> int:
-    if key.startswith("tokens:"):
-        return key.count(",") + 1
-    return max(1, count_tokens(key))
-
-
 def openai_embeddings_body(body: dict[str, Any], model: str) -> dict[str, Any] | str:
-    keys = openai_inputs(body)
-    if isinstance(keys, str):
-        return keys
+    inputs = openai_inputs(body)
+    if isinstance(inputs, str):
+        return inputs
     fmt = body.get("encoding_format", "float")
     if fmt not in ("float", "base64"):
         return f"{fmt!r} is not one of ['float', 'base64'] - 'encoding_format'"
@@ -223,10 +243,10 @@ def openai_embeddings_body(body: dict[str, Any], model: str) -> dict[str, Any] |
             return f"Invalid value for 'dimensions': {dims!r}"
     size = dims or DEFAULT_DIMENSIONS
     data = []
-    for i, k in enumerate(keys):
-        vec = mock_vector(k, size)
+    for i, (key, _) in enumerate(inputs):
+        vec = mock_vector(key, size)
         data.append({"object": "embedding", "index": i, "embedding": _b64(vec) if fmt == "base64" else vec})
-    tokens = sum(_input_tokens(k) for k in keys)
+    tokens = sum(n for _, n in inputs)
     return {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
 
@@ -251,7 +271,6 @@ def _gemini_embedding(req: Any, model: str, where: str) -> tuple[list[float], in
     dims = req.get("outputDimensionality")
     if dims is not None and not _positive_int(dims):
         raise ValueError(f"* {where}.output_dimensionality: must be a positive integer")
-    # Truncated, not re-normalised, like Gemini's own reduced-size vectors.
     vec = mock_vector(text, dims or DEFAULT_DIMENSIONS)
     return vec, count_tokens(text)
 
@@ -478,7 +497,7 @@ def register(app: QuartTrio, state: MockState) -> None:
     @app.post("/model/<bedrock_embed:model_id>/invoke")
     async def embeddings_bedrock(model_id: str) -> Response:
         seen, fault = await prelude(state, model_id)
-        denied = bedrock_auth_error(state)
+        denied = await bedrock_auth_error(state)
         if denied is not None:
             return denied
         failed = fault_response(fault, bedrock_error, b'{"embedding": [')

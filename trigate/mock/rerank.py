@@ -4,7 +4,7 @@
   Jina       POST /jina/v1/rerank
   Voyage     POST /voyage/v1/rerank
   vLLM       POST /vllm/rerank, /vllm/v1/rerank, /vllm/v2/rerank
-  Bedrock    POST /rerank  (bedrock-agent-runtime's Rerank; Bearer API key, no SigV4 check)
+  Bedrock    POST /rerank  (bedrock-agent-runtime's Rerank; Bearer API key or SigV4)
   Vertex AI  POST /v1/projects/<p>/locations/<l>/rankingConfigs/<cfg>:rank  (Discovery Engine)
 
 Relevance is deterministic: the share of the query's distinct words (lower-cased ``\\w+`` runs) that the
@@ -320,7 +320,7 @@ def register(app: QuartTrio, state: MockState) -> None:
     @app.post("/rerank")
     async def rerank_bedrock() -> Response:
         seen, fault = await prelude(state)
-        denied = bedrock_auth_error(state)
+        denied = await bedrock_auth_error(state)
         if denied is not None:
             return denied
         failed = fault_response(fault, bedrock_error, b'{"results": [')

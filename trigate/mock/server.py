@@ -19,6 +19,8 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from trigate.mock import anthropic, openai_chat, openai_responses
+from trigate.mock import bedrock as bedrock_routes
+from trigate.mock import gemini as gemini_routes
 from trigate.mock import embeddings as embeddings_routes
 from trigate.mock import realtime as realtime_routes
 from trigate.mock import rerank as rerank_routes
@@ -263,6 +265,8 @@ def create_mock_app(state: MockState) -> QuartTrio:
         state.reset()
         return _json({"ok": True})
 
+    bedrock_routes.register(app, state, credentials=state.aws_credentials)
+    gemini_routes.register(app, state)
     embeddings_routes.register(app, state)
     rerank_routes.register(app, state)
     realtime_routes.register(app, state)

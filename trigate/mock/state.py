@@ -42,11 +42,14 @@ class SeenRequest:
 
 
 class MockState:
-    def __init__(self, *, latency_ms: float = 0.0, token_delay_ms: float = 0.0, api_key: str | None = None):
+    def __init__(self, *, latency_ms: float = 0.0, token_delay_ms: float = 0.0, api_key: str | None = None,
+                 aws_credentials: tuple[str, str] | None = None):
         self.latency_ms = latency_ms
         self.token_delay_ms = token_delay_ms
         # When set, requests must carry this key in the provider's auth header.
         self.api_key = api_key
+        # (access key id, secret): Bedrock routes then verify SigV4 signatures made with them.
+        self.aws_credentials = aws_credentials
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
         self.requests: list[SeenRequest] = []

@@ -16,6 +16,7 @@ import time
 import uuid
 from typing import Any, Protocol
 
+import trio
 from attrs import define, field
 
 from trigate.errors import GatewayError
@@ -54,15 +55,26 @@ class Lease:
 
 
 class RateLimited(GatewayError):
-    pass
+    """A limit said no; ``quota`` describes the exhausted scope for the rate-limit headers."""
+
+    quota: Quota | None = None
 
 
 def rate_limited(rule: Rule, metric: str, limit: int, retry_after: float) -> RateLimited:
     what = {"requests": "requests per minute", "tokens": "tokens per minute",
             "concurrent": "concurrent requests"}[metric]
-    err = RateLimited("rate_limit", f"Rate limit reached for {what} ({limit}) on {rule.scope}; "
-                      f"retry in {max(retry_after, 0.001):.1f}s", code="rate_limit_exceeded")
-    err.retry_after = max(retry_after, 0.0)
+    if math.isinf(retry_after):
+        err = RateLimited("rate_limit", f"Request too large: it needs more {what} than the limit ({limit}) "
+                          f"on {rule.scope} allows", code="rate_limit_exceeded")
+    else:
+        err = RateLimited("rate_limit", f"Rate limit reached for {what} ({limit}) on {rule.scope}; "
+                          f"retry in {max(retry_after, 0.001):.1f}s", code="rate_limit_exceeded")
+        err.retry_after = max(retry_after, 0.0)
+    reset = 0.0 if math.isinf(retry_after) else retry_after
+    if metric == "requests":
+        err.quota = Quota(limit_requests=limit, remaining_requests=0, reset_requests=reset)
+    elif metric == "tokens":
+        err.quota = Quota(limit_tokens=limit, remaining_tokens=0, reset_tokens=reset)
     return err
 
 
@@ -127,6 +139,10 @@ class Limiter(Protocol):
         """The request is over: free its concurrency slots."""
         ...
 
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the backend's connections for the limiter's lifetime (started in a long-lived nursery)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -179,6 +195,9 @@ class MemoryLimiter:
         for scope in lease.held_concurrency:
             self._inflight[scope] = max(self._inflight.get(scope, 1) - 1, 0)
         lease.held_concurrency = []
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
 
     async def aclose(self) -> None:
         pass
@@ -239,12 +258,20 @@ class RedisLimiter:
         self._prefix = prefix
         self._rate = self._redis.register_script(_RATE_SCRIPT)
         self._concurrency = self._redis.register_script(_CONCURRENCY_SCRIPT)
-        self._entered = False
+        self._ready = trio.Event()
+        self._closed = trio.Event()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        # coredis keeps its connection pool's background tasks in the task that enters the client,
+        # so a long-lived task owns it rather than whichever request came first.
+        async with self._redis:
+            self._ready.set()
+            task_status.started()
+            await self._closed.wait()
 
     async def _client(self) -> Any:
-        if not self._entered:
-            await self._redis.__aenter__()
-            self._entered = True
+        if not self._ready.is_set():
+            raise GatewayError("server_error", "rate limiter backend is not running", status=500)
         return self._redis
 
     def _key(self, scope: str, metric: str, window: int) -> str:
@@ -296,9 +323,7 @@ class RedisLimiter:
             lease.held_concurrency = []
 
     async def aclose(self) -> None:
-        if self._entered:
-            await self._redis.__aexit__(None, None, None)
-            self._entered = False
+        self._closed.set()
 
 
 def make_limiter(backend: str, redis_url: str | None) -> Limiter:

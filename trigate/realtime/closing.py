@@ -15,7 +15,6 @@ GOING_AWAY = 1001
 POLICY = 1008
 TOO_BIG = 1009
 INTERNAL_ERROR = 1011
-BAD_GATEWAY = 1014
 _LOCAL_ONLY = (1005, 1006, 1015)
 # What a close frame can carry after its 2-byte code.
 MAX_REASON_BYTES = 123
@@ -51,6 +50,11 @@ def upstream_closed(code: int | None, reason: str | None) -> Ending:
     return Ending("upstream", "upstream_closed", code, clip_reason(reason or f"upstream closed the session ({code})"))
 
 
+def shutting_down() -> Ending:
+    reason = "gateway shutting down"
+    return Ending("gateway", "shutdown", GOING_AWAY, reason, GOING_AWAY, reason)
+
+
 def client_closed(draining: bool = False) -> Ending:
     """The client went away. Hypercorn does not pass the client's own close code to the app (it reports
     1000 or 1006 from its own state), so the upstream gets a normal closure naming the cause."""
@@ -83,4 +87,6 @@ def gateway_error() -> Ending:
 
 
 def upstream_unreachable(detail: str) -> Ending:
-    return Ending("gateway", "upstream_unreachable", BAD_GATEWAY, clip_reason(f"upstream unreachable: {detail}"))
+    # 1011, not 1014 (bad gateway): wsproto, under trio-websocket and Hypercorn alike, does not know 1014
+    # and fails such a close as a protocol error (1002), losing the reason.
+    return Ending("gateway", "upstream_unreachable", INTERNAL_ERROR, clip_reason(f"upstream unreachable: {detail}"))
