@@ -10,8 +10,8 @@ upstream response, so the upstream sees the disconnect at once.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import orjson
 import trio
@@ -28,6 +28,9 @@ from trigate.policies.limits import Lease, Rule
 from trigate.policies.retry import backoff, fallback_reason, is_retryable
 from trigate.routing import Resolved, Target
 from trigate.telemetry import Exchange, log_exchange
+from trigate.upstream.providers import Provider
+
+T = TypeVar("T")
 
 __all__ = ["Hooks", "error_response", "handle_text", "json_response", "parse_body"]
 
@@ -90,7 +93,7 @@ def reserve_estimate(gw: Gateway, raw_len: int, body: dict[str, Any]) -> int:
     return raw_len // 4 + (out or gw.config.limits.default_output_reserve)
 
 
-class _Request:
+class RequestContext:
     """The state of one text request across its attempts, and its single end (settle, log)."""
 
     def __init__(self, gw: Gateway, api: str, client: Codec, hooks: Hooks) -> None:
@@ -128,7 +131,7 @@ class _Request:
 
 async def handle_text(gw: Gateway, api: str, client_format: str, hooks: Hooks | None = None) -> Response:
     client = get_codec(client_format)
-    req = _Request(gw, api, client, hooks or NO_HOOKS)
+    req = RequestContext(gw, api, client, hooks or NO_HOOKS)
     ex = req.ex
     try:
         raw = await request.get_data()
@@ -151,7 +154,15 @@ async def handle_text(gw: Gateway, api: str, client_format: str, hooks: Hooks | 
         rules = limit_rules(gw, principal, resolved)
         if rules:
             req.lease = await req.limiter.acquire(rules, reserve_estimate(gw, len(raw), body))
-        result = await _attempts(req, resolved, body, stream)
+        total = resolved.route.timeouts.total if resolved.route.timeouts else gw.config.timeouts.total
+        total_deadline = trio.current_time() + total if total is not None else math.inf
+
+        async def one(route: Resolved, target: Target, provider: Provider) -> Result:
+            attempt = Attempt(gw, ex, api, client, req.hooks, route.route.timeouts or gw.config.timeouts,
+                              total_deadline)
+            return await attempt.run(provider, target.model, body, stream)
+
+        result = await run_attempts(req, resolved, one, total_deadline)
     except GatewayError as err:
         ex.error = err.kind
         await req.end(err.status)
@@ -168,7 +179,7 @@ async def handle_text(gw: Gateway, api: str, client_format: str, hooks: Hooks | 
                     headers={**SSE_HEADERS, **req.headers()})
 
 
-async def _stream_body(req: _Request, result: Result) -> AsyncIterator[bytes]:
+async def _stream_body(req: RequestContext, result: Result) -> AsyncIterator[bytes]:
     assert result.rest is not None
     status = 200
     try:
@@ -207,10 +218,12 @@ def _plan(gw: Gateway, resolved: Resolved) -> list[tuple[Resolved, Target]]:
     return out
 
 
-async def _attempts(req: _Request, resolved: Resolved, body: dict[str, Any], stream: bool) -> Result:
+async def run_attempts(req: RequestContext, resolved: Resolved,
+                       one: Callable[[Resolved, Target, Provider], Awaitable[T]], total_deadline: float) -> T:
+    """Try ``one`` on each (route, target) of the plan: transient errors are retried on the same
+    target with backoff, then the request moves on to the next target or fallback model when the
+    route's ``fallback_on`` allows. Used by every API type that calls a model."""
     gw, ex = req.gw, req.ex
-    total = resolved.route.timeouts.total if resolved.route.timeouts else gw.config.timeouts.total
-    total_deadline = trio.current_time() + total if total is not None else math.inf
     last: GatewayError | None = None
     plan = _plan(gw, resolved)
     for i, (route, target) in enumerate(plan):
@@ -218,14 +231,12 @@ async def _attempts(req: _Request, resolved: Resolved, body: dict[str, Any], str
         if provider is None:
             continue
         policy = route.route.retry or gw.config.retry
-        attempt = Attempt(gw, ex, req.api, req.client, req.hooks, route.route.timeouts or gw.config.timeouts,
-                          total_deadline)
         for n in range(1, max(policy.attempts, 1) + 1):
             ex.attempts += 1
             ex.provider, ex.upstream_model = provider.name, target.model
             gw.balancer.started(target)
             try:
-                result = await attempt.run(provider, target.model, body, stream)
+                result = await one(route, target, provider)
             except GatewayError as err:
                 gw.balancer.finished(target)
                 last = err
