@@ -114,6 +114,14 @@ def openai_config(mock_url: str, **extra: Any) -> dict[str, Any]:
             "bedrock": {"kind": "bedrock", "base_url": mock_url, "region": "us-east-1",
                         "aws_access_key_id": AWS_CREDENTIALS[0], "aws_secret_access_key": AWS_CREDENTIALS[1]},
             "bedrock-key": {"kind": "bedrock", "base_url": mock_url, "region": "us-west-2", "api_key": UPSTREAM_KEY},
+            "gemini": {"kind": "gemini", "base_url": mock_url, "api_key": UPSTREAM_KEY},
+            # the fake upstream accepts UPSTREAM_KEY as the Google access token
+            "vertex": {"kind": "vertex", "base_url": mock_url, "project": "test-project", "region": "us-east5",
+                       "access_token": UPSTREAM_KEY},
+            "cohere": {"kind": "cohere", "base_url": mock_url, "api_key": UPSTREAM_KEY},
+            "jina": {"kind": "jina", "base_url": f"{mock_url}/jina/v1", "api_key": UPSTREAM_KEY},
+            "voyage": {"kind": "voyage", "base_url": f"{mock_url}/voyage/v1", "api_key": UPSTREAM_KEY},
+            "vllm": {"kind": "vllm", "base_url": f"{mock_url}/vllm/v1", "api_key": UPSTREAM_KEY},
         },
         "models": [
             {"name": "gpt-4o-mini", "provider": "openai"},
@@ -126,6 +134,12 @@ def openai_config(mock_url: str, **extra: Any) -> dict[str, Any]:
             {"name": "groq/*", "provider": "groq"},
             {"name": "bedrock/*", "provider": "bedrock"},
             {"name": "bedrock-key/*", "provider": "bedrock-key"},
+            {"name": "gemini-*", "provider": "gemini"},
+            {"name": "vertex/*", "provider": "vertex"},
+            {"name": "cohere/*", "provider": "cohere"},
+            {"name": "jina/*", "provider": "jina"},
+            {"name": "voyage/*", "provider": "voyage"},
+            {"name": "vllm/*", "provider": "vllm"},
         ],
         "store": {"responses_path": ":memory:"},
     }

@@ -6,7 +6,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from trigate.api import chat, count_tokens, health, messages, models, passthrough, responses
+from trigate.api import chat, count_tokens, embeddings, health, messages, models, passthrough, rerank, responses
 from trigate.api import realtime as realtime_api
 from trigate.api.text import error_response
 from trigate.errors import GatewayError, kind_for_status
@@ -27,6 +27,8 @@ def create_app(gw: Gateway) -> QuartTrio:
     messages.register(app, gw)
     responses.register(app, gw)
     count_tokens.register(app, gw)
+    embeddings.register(app, gw)
+    rerank.register(app, gw)
     models.register(app, gw)
     realtime_api.register(app, gw)
     # last: its /<provider>/<path> pattern must not shadow the API routes above

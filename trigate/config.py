@@ -193,6 +193,44 @@ class StoreConfig:
 
 
 @define(frozen=True)
+class TracingConfig:
+    """OpenTelemetry traces (needs the ``otel`` extra)."""
+
+    enabled: bool = False
+    # OTLP/HTTP collector, e.g. http://otel-collector:4318 (``/v1/traces`` is added to a bare base URL).
+    # Unset: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT, else spans are not exported.
+    otlp_endpoint: str | None = None
+    service_name: str = "trigate"
+    # Share of new traces kept; a caller's sampled/unsampled traceparent decision is followed.
+    sample_ratio: float = 1.0
+    headers: dict[str, str] = field(factory=dict, repr=False)  # sent to the collector (e.g. auth)
+
+
+@define(frozen=True)
+class PriceSpec:
+    """USD per million tokens; unset rates fall back to input / output."""
+
+    input: float
+    output: float
+    cached_input: float | None = None
+    cache_write: float | None = None
+    audio_input: float | None = None
+    audio_output: float | None = None
+
+
+@define(frozen=True)
+class ObservabilityConfig:
+    metrics: bool = True  # serve GET /metrics (Prometheus)
+    metrics_require_admin: bool = False  # /metrics only with an admin key (auth.admin_keys)
+    # Request/response bodies in the access log, redacted (keys, secrets, base64 blobs cut); off by default.
+    log_bodies: bool = False
+    log_body_max_bytes: int = 16384
+    tracing: TracingConfig = field(factory=TracingConfig)
+    # Model name -> price, over the shipped table (trigate/data/prices.toml); same name matching.
+    prices: dict[str, PriceSpec] = field(factory=dict)
+
+
+@define(frozen=True)
 class Config:
     listen: Listen = field(factory=Listen)
     server: ServerSettings = field(factory=ServerSettings)
@@ -204,6 +242,7 @@ class Config:
     retry: RetryPolicy = field(factory=RetryPolicy)
     health: HealthConfig = field(factory=HealthConfig)
     store: StoreConfig = field(factory=StoreConfig)
+    observability: ObservabilityConfig = field(factory=ObservabilityConfig)
 
 
 _converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
@@ -302,10 +341,28 @@ def _check(cfg: Config) -> list[str]:
             problems.append(f"auth key {k.id!r}: give exactly one of key or key_sha256")
         elif k.key_sha256 and not re.fullmatch(r"[0-9a-f]{64}", k.key_sha256):
             problems.append(f"auth key {k.id!r}.key_sha256: must be 64 lowercase hex digits")
+    problems += _check_observability(cfg.observability)
     if cfg.limits.backend not in ("memory", "redis"):
         problems.append("limits.backend: must be memory or redis")
     if cfg.limits.backend == "redis" and not cfg.limits.redis_url:
         problems.append("limits.redis_url: required for the redis backend (redis://host:port/db)")
+    return problems
+
+
+def _check_observability(o: ObservabilityConfig) -> list[str]:
+    problems = []
+    t = o.tracing
+    if not 0.0 <= t.sample_ratio <= 1.0:
+        problems.append("observability.tracing.sample_ratio: must be between 0 and 1")
+    if t.otlp_endpoint and not re.match(r"^https?://", t.otlp_endpoint):
+        problems.append("observability.tracing.otlp_endpoint: must start with http:// or https:// (OTLP/HTTP)")
+    if o.log_body_max_bytes <= 0:
+        problems.append("observability.log_body_max_bytes: must be positive")
+    for model, p in o.prices.items():
+        for name in ("input", "output", "cached_input", "cache_write", "audio_input", "audio_output"):
+            v = getattr(p, name)
+            if v is not None and v < 0:
+                problems.append(f"observability.prices.{model}.{name}: must not be negative")
     return problems
 
 

@@ -325,7 +325,11 @@ def test_idle_and_total_timeouts_end_the_stream_with_an_error_event(timeouts: di
             for _ in oai(s).chat.completions.create(model="timed", stream=True, messages=[
                     {"role": "user", "content": "w " * 10}]):
                 pass
-        assert s.mock.requests[-1].disconnected is not None  # the upstream was cancelled too
+        seen = s.mock.requests[-1]
+        deadline = time.monotonic() + 2
+        while seen.disconnected is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert seen.disconnected is not None and seen.finished is None  # the upstream was cancelled too
 
 
 def test_connect_timeout() -> None:
@@ -451,7 +455,8 @@ def test_reload_under_load_loses_no_request(tmp_path: Path) -> None:
             # SIGHUP reloads too
             new = policy_config(s.mock_url, server={"reload_poll_seconds": 30})
             new["models"].append({"name": "by-sighup", "provider": "openai", "model": "gpt-4o-mini"})
-            path.write_text(yaml.safe_dump({**new, "listen": {"host": "127.0.0.1", "port": int(url.rsplit(':', 1)[1])}}))
+            port = int(url.rsplit(":", 1)[1])
+            path.write_text(yaml.safe_dump({**new, "listen": {"host": "127.0.0.1", "port": port}}))
             proc.send_signal(1)
             time.sleep(0.5)
             assert chat_url(url, "by-sighup").status_code == 200

@@ -8,7 +8,7 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -109,7 +109,7 @@ def summed(usages: list[dict[str, Any]], *path: str) -> int:
 
 
 @pytest.fixture
-def rt(mock: MockState) -> MockState:
+def rt(mock: MockState) -> Iterator[MockState]:
     """The shared fake upstream with its realtime records and token delay reset."""
     records(mock).reset()
     delay = mock.token_delay_ms

@@ -82,7 +82,8 @@ def test_default_config_has_mock_and_env_providers() -> None:
 
 def test_check_command(tmp_path: Path) -> None:
     good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
-    good.write_text("auth: {open: true}\nproviders: {a: {kind: openai, api_key: x}}\nmodels: [{name: m, provider: a}]\n")
+    good.write_text("auth: {open: true}\nproviders: {a: {kind: openai, api_key: x}}\n"
+                    "models: [{name: m, provider: a}]\n")
     bad.write_text("providers: {a: {kind: openai}}\nmodels:\n - {name: m, provider: a}\n - {name: n, provider: b}\n")
     ok = subprocess.run([sys.executable, "-m", "trigate.cli", "check", str(good)], capture_output=True, text=True)
     assert ok.returncode == 0 and "ok" in ok.stdout

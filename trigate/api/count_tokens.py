@@ -13,7 +13,7 @@ import httpx
 import orjson
 from quart import Quart, Response, request
 
-from trigate.api.text import error_response, json_response, request_headers, parse_body
+from trigate.api.text import error_response, json_response, parse_body, request_headers
 from trigate.errors import GatewayError, invalid_request
 from trigate.formats import get_codec
 from trigate.gateway import Gateway

@@ -20,8 +20,8 @@ from quart_trio import QuartTrio
 
 from trigate.mock import anthropic, openai_chat, openai_responses
 from trigate.mock import bedrock as bedrock_routes
-from trigate.mock import gemini as gemini_routes
 from trigate.mock import embeddings as embeddings_routes
+from trigate.mock import gemini as gemini_routes
 from trigate.mock import realtime as realtime_routes
 from trigate.mock import rerank as rerank_routes
 from trigate.mock.replies import count_tokens as count_words

@@ -10,7 +10,7 @@ incrementally and stream events are created per chunk on the hot path.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from attrs import define, field
 
@@ -117,7 +117,7 @@ class Refusal:
     text: str
 
 
-Part = Union[Text, Image, Audio, Document, ToolCall, ToolResult, Reasoning, Refusal]
+Part = Text | Image | Audio | Document | ToolCall | ToolResult | Reasoning | Refusal
 
 
 @define
@@ -324,15 +324,7 @@ class StreamError:
     error: Any
 
 
-StreamEvent = Union[
-    MessageStart,
-    BlockStart,
-    TextDelta,
-    ReasoningDelta,
-    SignatureDelta,
-    ToolArgsDelta,
-    RefusalDelta,
-    BlockStop,
-    MessageEnd,
-    StreamError,
-]
+StreamEvent = (
+    MessageStart | BlockStart | TextDelta | ReasoningDelta | SignatureDelta | ToolArgsDelta | RefusalDelta
+    | BlockStop | MessageEnd | StreamError
+)

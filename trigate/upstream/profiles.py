@@ -30,6 +30,10 @@ class Profile:
     api_key_env: str | None = None
     auth: str = "bearer"  # bearer | none | header:<name>
     responses: bool = False  # speaks the OpenAI Responses API natively
+    embeddings: bool = True  # serves OpenAI-shaped /embeddings
+    # Rerank dialect (cohere | jina | voyage | vllm) and its path under base_url, if it reranks.
+    rerank: str | None = None
+    rerank_path: str = "/rerank"
     headers: dict[str, str] = field(factory=dict)
     quirks: Quirks = field(factory=Quirks)
 

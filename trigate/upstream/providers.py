@@ -55,6 +55,14 @@ class Provider:
     def realtime(self, model: str) -> Upstream:
         raise _unsupported(self.name, "realtime")
 
+    def embeddings(self, model: str) -> Upstream:
+        """Embeddings endpoint; format: openai | gemini | vertex | cohere | bedrock."""
+        raise _unsupported(self.name, "embeddings")
+
+    def rerank(self, model: str) -> Upstream:
+        """Rerank endpoint; format: cohere | jina | voyage | vllm | bedrock | vertex."""
+        raise _unsupported(self.name, "rerank")
+
     def count_tokens(self, model: str) -> Upstream | None:
         """The provider's exact input-token count endpoint for ``model`` (format: anthropic |
         gemini | bedrock | openai_responses), or None when only a local estimate is possible."""
@@ -111,6 +119,19 @@ class OpenAIProvider(Provider):
     """OpenAI itself, the embedded mock, and every OpenAI-compatible profile."""
 
     responses: bool = True
+    serves_embeddings: bool = True
+    rerank_dialect: str | None = None
+    rerank_path: str = "/rerank"
+
+    def embeddings(self, model: str) -> Upstream:
+        if not self.serves_embeddings:
+            raise _unsupported(self.name, "embeddings")
+        return Upstream("openai", self.base_url + "/embeddings")
+
+    def rerank(self, model: str) -> Upstream:
+        if self.rerank_dialect is None:
+            raise _unsupported(self.name, "rerank")
+        return Upstream(self.rerank_dialect, self.base_url + self.rerank_path)
 
     def upstream(self, api: str, model: str, stream: bool) -> Upstream:
         if api == "responses" and self.responses:
@@ -153,6 +174,9 @@ class AzureProvider(Provider):
         if self.api_version:
             return f"{self.base_url}/openai/{path}?api-version={self.api_version}"
         return f"{self.base_url}/openai/v1/{path}"
+
+    def embeddings(self, model: str) -> Upstream:
+        return Upstream("openai", self._url(model, "embeddings"))
 
     def realtime(self, model: str) -> Upstream:
         if self.api_version:
@@ -199,6 +223,9 @@ class GeminiProvider(Provider):
     def count_tokens(self, model: str) -> Upstream | None:
         return Upstream("gemini", f"{self.base_url}/v1beta/models/{quote(model, safe='')}:countTokens")
 
+    def embeddings(self, model: str) -> Upstream:
+        return Upstream("gemini", f"{self.base_url}/v1beta/models/{quote(model, safe='')}:batchEmbedContents")
+
     def count_tokens_body(self, fmt: str, body: dict[str, Any], model: str) -> dict[str, Any]:
         # Only the generateContentRequest form counts the system instruction and tools too.
         return {"generateContentRequest": {"model": f"models/{model}", **body}}
@@ -232,6 +259,16 @@ class VertexProvider(Provider):
             f"{self.base_url}/v1/projects/{self.project}/locations/{self.location}/publishers/{publisher}"
             f"/models/{quote(model, safe='@')}:{method}"
         )
+
+    # Vertex AI ranking lives on the Discovery Engine host (overridable with base_url for tests).
+    ranking_base_url: str = "https://discoveryengine.googleapis.com"
+
+    def embeddings(self, model: str) -> Upstream:
+        return Upstream("vertex", self._model_url("google", model, "predict"))
+
+    def rerank(self, model: str) -> Upstream:
+        return Upstream("vertex", f"{self.ranking_base_url}/v1/projects/{self.project}/locations/global"
+                        "/rankingConfigs/default_ranking_config:rank")
 
     def count_tokens(self, model: str) -> Upstream | None:
         if model.startswith("claude"):
@@ -296,8 +333,17 @@ class BedrockProvider(Provider):
             return Upstream("bedrock", base + "/converse")
         raise _unsupported(self.name, api)
 
+    # Rerank is on the bedrock-agent-runtime host (overridable with base_url for tests).
+    agent_base_url: str = ""
+
     def count_tokens(self, model: str) -> Upstream | None:
         return Upstream("bedrock", f"{self.base_url}/model/{quote(model, safe='')}/count-tokens")
+
+    def embeddings(self, model: str) -> Upstream:
+        return Upstream("bedrock", f"{self.base_url}/model/{quote(model, safe='')}/invoke")
+
+    def rerank(self, model: str) -> Upstream:
+        return Upstream("bedrock", f"{self.agent_base_url}/rerank")
 
     def count_tokens_body(self, fmt: str, body: dict[str, Any], model: str) -> dict[str, Any]:
         converse = {k: v for k, v in body.items() if k in ("messages", "system", "toolConfig",
@@ -333,6 +379,12 @@ class BedrockProvider(Provider):
 @define
 class CohereProvider(Provider):
     """Cohere: embeddings and rerank (its chat API is not routed through the text pipeline)."""
+
+    def embeddings(self, model: str) -> Upstream:
+        return Upstream("cohere", self.base_url + "/v2/embed")
+
+    def rerank(self, model: str) -> Upstream:
+        return Upstream("cohere", self.base_url + "/v2/rerank")
 
 
 def build_providers(config: Config, mock_urls: dict[str, str]) -> dict[str, Provider]:
@@ -373,6 +425,7 @@ def make_provider(name: str, pc: ProviderConfig, mock_url: str | None = None) ->
             project=pc.project or "",
             location=location,
             tokens=token_source(pc),
+            ranking_base_url=_base(pc, "https://discoveryengine.googleapis.com"),
             **common,
         )
     if kind == "bedrock":
@@ -380,6 +433,7 @@ def make_provider(name: str, pc: ProviderConfig, mock_url: str | None = None) ->
         env = os.environ
         return BedrockProvider(
             base_url=_base(pc, f"https://bedrock-runtime.{region}.amazonaws.com"),
+            agent_base_url=_base(pc, f"https://bedrock-agent-runtime.{region}.amazonaws.com"),
             region=region,
             access_key=pc.aws_access_key_id or env.get("AWS_ACCESS_KEY_ID"),
             secret_key=pc.aws_secret_access_key or env.get("AWS_SECRET_ACCESS_KEY"),
@@ -399,5 +453,8 @@ def profile_provider(name: str, pc: ProviderConfig, profile: Profile, common: di
         auth=pc.auth or profile.auth,
         quirks=profile.quirks,
         responses=profile.responses,
+        serves_embeddings=profile.embeddings,
+        rerank_dialect=profile.rerank,
+        rerank_path=profile.rerank_path,
         **{**common, "api_key": key, "extra_headers": {**profile.headers, **common["extra_headers"]}},
     )
