@@ -20,6 +20,9 @@ PROVIDERS = {
     "groq": ("groq/llama-3.3-70b", "/v1/chat/completions", "openai"),
     "bedrock": ("bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0", "/model/anthropic.claude", "bedrock"),
     "bedrock-key": ("bedrock-key/amazon.nova-pro-v1:0", "/model/amazon.nova", "bedrock"),
+    "gemini": ("gemini-2.5-flash", "/v1beta/models/gemini-2.5-flash:", "gemini"),
+    "vertex-gemini": ("vertex/gemini-2.5-pro", "/publishers/google/models/gemini-2.5-pro:", "gemini"),
+    "vertex-claude": ("vertex/claude-sonnet-4-6", "/publishers/anthropic/models/claude-sonnet-4-6:", "anthropic"),
 }
 PROVIDER_MODELS = {name: model for name, (model, _, _) in PROVIDERS.items()}
 WEATHER = {"name": "get_weather", "description": "Weather for a city",

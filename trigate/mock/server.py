@@ -35,6 +35,26 @@ def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) ->
     return Response(orjson.dumps(obj), status=status, content_type="application/json", headers=headers)
 
 
+def _valid_assertion(assertion: str, public_pem: bytes) -> bool:
+    import base64
+
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    def b64(part: str) -> bytes:
+        return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+    try:
+        header, claims, signature = assertion.split(".")
+        key = serialization.load_pem_public_key(public_pem)
+        key.verify(b64(signature), f"{header}.{claims}".encode(), padding.PKCS1v15(), hashes.SHA256())  # type: ignore
+        body = orjson.loads(b64(claims))
+    except (ValueError, InvalidSignature, orjson.JSONDecodeError):
+        return False
+    return body.get("exp", 0) > time.time() and "cloud-platform" in body.get("scope", "")
+
+
 def create_mock_app(state: MockState) -> QuartTrio:
     app = QuartTrio("trigate.mock")
     app.config["RESPONSE_TIMEOUT"] = None
@@ -245,6 +265,19 @@ def create_mock_app(state: MockState) -> QuartTrio:
         # Recorded like any request, so tests can see exactly where a passthrough landed.
         await prelude()
         return openai_error(404, f"Invalid URL ({request.method} {request.path})")
+
+    @app.post("/token")
+    async def google_token() -> Response:
+        """Google's OAuth token endpoint for the JWT-bearer grant: the assertion must be signed by
+        the service account's key; the token minted is the mock's api_key."""
+        form = await request.form
+        if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            return _json({"error": "unsupported_grant_type"}, 400)
+        if state.google_public_key is None or not _valid_assertion(form.get("assertion", ""), state.google_public_key):
+            return _json({"error": "invalid_grant", "error_description": "Invalid JWT Signature."}, 400)
+        state.google_tokens_issued += 1
+        return _json({"access_token": state.api_key or "mock-token", "expires_in": state.google_token_ttl,
+                      "token_type": "Bearer"})
 
     @app.post("/_mock/faults")
     async def add_fault() -> Response:

@@ -50,6 +50,11 @@ class MockState:
         self.api_key = api_key
         # (access key id, secret): Bedrock routes then verify SigV4 signatures made with them.
         self.aws_credentials = aws_credentials
+        # Google OAuth token endpoint (/token): the service account's public key (PEM) it verifies
+        # JWT assertions with, the lifetime of the tokens it mints, and how many it minted.
+        self.google_public_key: bytes | None = None
+        self.google_token_ttl = 3600
+        self.google_tokens_issued = 0
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
         self.requests: list[SeenRequest] = []
