@@ -38,7 +38,13 @@ class Gateway:
     retired_limiters: list[Any] = field(factory=list)
     # The server's long-lived nursery, for services that outlive any request (limiter backends).
     services: Any = None
+    # Metrics, traces, cost ledger and access log (trigate.observability.Telemetry).
+    telemetry: Any = None
     _idle: trio.Event = field(factory=trio.Event)
+
+    def __attrs_post_init__(self) -> None:
+        if self.telemetry is not None:
+            self.telemetry.bind(self)
 
     async def wait_idle(self) -> None:
         while self.inflight:
@@ -59,4 +65,4 @@ class Gateway:
                 if not self.inflight:
                     self._idle.set()
 
-        return counted
+        return self.telemetry.asgi(counted) if self.telemetry is not None else counted

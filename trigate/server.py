@@ -16,6 +16,7 @@ from trigate.config import Config
 from trigate.gateway import Gateway
 from trigate.mock.run import serve_mock
 from trigate.mock.state import MockState
+from trigate.observability.telemetry import Telemetry
 from trigate.policies.auth import KeyRing
 from trigate.policies.balancer import Balancer
 from trigate.policies.limits import make_limiter
@@ -79,6 +80,7 @@ async def run_gateway(
             keys=KeyRing(config.auth),
             limiter=make_limiter(config.limits.backend, config.limits.redis_url),
             balancer=Balancer(config.health),
+            telemetry=Telemetry(config),
         )
         gw.services = nursery
         await nursery.start(gw.limiter.run)
@@ -157,6 +159,7 @@ async def run_gateway(
                         await p.aclose()
                     for limiter in gw.retired_limiters:
                         await limiter.aclose()
+                    await gw.telemetry.aclose()
                 mocks_done.set()
                 signal_scope.cancel()
                 watch_scope.cancel()

@@ -130,3 +130,43 @@ def test_passthrough_is_not_an_open_proxy(servers: Servers, mock) -> None:
     assert mock.requests[-1].path.startswith("/http")
     r = httpx.get(servers.url + "/openai/%2e%2e/%2e%2e/etc/passwd")
     assert mock.requests[-1].headers.get("host", "").startswith("127.0.0.1")
+
+
+@pytest.mark.parametrize(("model", "fragment"), [
+    ("claude-sonnet-4-6", "/v1/messages/count_tokens"),
+    ("vertex/claude-sonnet-4-6", "/publishers/anthropic/models/count-tokens:rawPredict"),
+    ("bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0", "/count-tokens"),
+    ("gemini-2.5-flash", "/v1beta/models/gemini-2.5-flash:countTokens"),
+    ("vertex/gemini-2.5-pro", "/publishers/google/models/gemini-2.5-pro:countTokens"),
+    ("gpt-4o-mini", "/v1/responses/input_tokens"),
+])
+def test_count_tokens_is_exact_on_every_provider_that_counts(servers: Servers, mock, model: str,
+                                                              fragment: str) -> None:
+    client = anthropic.Anthropic(base_url=servers.url, api_key="k", max_retries=0)
+    raw = client.messages.with_raw_response.count_tokens(model=model, messages=MESSAGES, system="Be brief.")
+    assert raw.headers["x-trigate-token-count"] == "exact"
+    assert fragment in mock.requests[-1].path
+    assert raw.parse().input_tokens > 0
+
+
+@pytest.mark.parametrize(("prefix", "path", "auth_header", "expected"), [
+    ("azure", "/openai/v1/chat/completions", "api-key", UPSTREAM_KEY),
+    ("gemini", "/v1beta/models/gemini-2.5-flash:generateContent", "x-goog-api-key", UPSTREAM_KEY),
+    ("cohere", "/v2/rerank", "authorization", f"Bearer {UPSTREAM_KEY}"),
+    ("bedrock", "/model/anthropic.claude-x-v1:0/converse", "authorization", "AWS4-HMAC-SHA256 "),
+])
+def test_passthrough_to_each_provider_with_its_own_auth(servers: Servers, mock, prefix: str, path: str,
+                                                        auth_header: str, expected: str) -> None:
+    bodies = {
+        "azure": {"model": "gpt-4o", "messages": MESSAGES},
+        "gemini": {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
+        "cohere": {"model": "rerank-v3.5", "query": "q", "documents": ["a", "b"]},
+        "bedrock": {"messages": [{"role": "user", "content": [{"text": "hi"}]}]},
+    }
+    r = httpx.post(servers.url + f"/{prefix}{path}", json=bodies[prefix],
+                   headers={"authorization": "Bearer client-own-key"})
+    assert r.status_code == 200, r.text
+    seen = mock.requests[-1]
+    assert seen.path.endswith(path.split("?")[0]) or path.split(":")[0] in seen.path
+    assert seen.headers[auth_header].startswith(expected)
+    assert "client-own-key" not in str(seen.headers)

@@ -505,5 +505,21 @@ def register(app: QuartTrio, state: MockState, *, credentials: tuple[str, str] |
     async def bedrock_converse_stream(model_id: str) -> Response:
         return await handle(model_id, True)
 
+    @app.post("/model/<path:model_id>/count-tokens")
+    async def bedrock_count_tokens(model_id: str) -> Response:
+        # CountTokens: {"input": {"converse": {...Converse fields}}} -> {"inputTokens": N}
+        raw = await request.get_data()
+        state.record(request.path, {k.lower(): v for k, v in request.headers.items()}, raw)
+        denied = _auth_problem(state, credentials, raw)
+        if denied is not None:
+            return denied
+        try:
+            converse = orjson.loads(raw)["input"]["converse"]
+            conv = conversation({"messages": converse["messages"], "system": converse.get("system", [])})
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return error_response(400, "input.converse: required", "ValidationException")
+        return Response(orjson.dumps({"inputTokens": plan_reply(conv).prompt_tokens}),
+                        content_type="application/json")
+
 
 __all__ = ["conversation", "converse_body", "error_response", "register", "stream_frames", "usage_of", "validate"]
