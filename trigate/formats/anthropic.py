@@ -43,10 +43,11 @@ from trigate.formats.anthropic_stream import (
     usage_to_anthropic,
 )
 from trigate.formats.anthropic_stream import render_stream_error as _render_stream_error
+from trigate.formats.base import FunctionCodec
 from trigate.translate import ir
 from trigate.translate.reasoning import budget_for_effort, default_max_tokens, fit_thinking
 
-__all__ = ["CODEC", "OPAQUE_MARKER", "AnthropicCodec", "server_tools", "usage_from_body", "usage_from_event"]
+__all__ = ["CODEC", "OPAQUE_MARKER", "server_tools", "usage_from_body", "usage_from_event"]
 
 NAME = "anthropic"
 
@@ -1114,35 +1115,16 @@ def parse_error(status: int, body: bytes) -> GatewayError:
 # --------------------------------------------------------------------------------------------
 
 
-class AnthropicCodec:
-    name = NAME
 
-    def decode_request(self, body: dict[str, Any]) -> ir.Request:
-        return decode_request(body)
-
-    def encode_request(self, req: ir.Request, model: str) -> dict[str, Any]:
-        return encode_request(req, model)
-
-    def decode_response(self, body: dict[str, Any]) -> ir.Response:
-        return decode_response(body)
-
-    def encode_response(self, resp: ir.Response, req: ir.Request) -> dict[str, Any]:
-        return encode_response(resp, req)
-
-    def stream_decoder(self, req: ir.Request) -> AnthropicStreamDecoder:
-        return AnthropicStreamDecoder()
-
-    def stream_encoder(self, req: ir.Request) -> AnthropicStreamEncoder:
-        return AnthropicStreamEncoder()
-
-    def render_error(self, err: GatewayError) -> tuple[int, dict[str, Any]]:
-        return render_error(err)
-
-    def render_stream_error(self, err: GatewayError) -> bytes:
-        return _render_stream_error(err)
-
-    def parse_error(self, status: int, body: bytes) -> GatewayError:
-        return parse_error(status, body)
-
-
-CODEC = AnthropicCodec()
+CODEC = FunctionCodec(
+    name=NAME,
+    decode_request=decode_request,
+    encode_request=encode_request,
+    decode_response=decode_response,
+    encode_response=encode_response,
+    stream_decoder=lambda req: AnthropicStreamDecoder(),
+    stream_encoder=lambda req: AnthropicStreamEncoder(),
+    render_error=render_error,
+    render_stream_error=_render_stream_error,
+    parse_error=parse_error,
+)

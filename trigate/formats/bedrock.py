@@ -52,6 +52,7 @@ import orjson
 
 from trigate.errors import GatewayError, kind_for_status
 from trigate.formats.anthropic import JSON_OBJECT_INSTRUCTION, PLACEHOLDER_USER_TEXT
+from trigate.formats.base import FunctionCodec
 from trigate.formats.bedrock_stream import (
     USAGE_FIELDS,
     BedrockStreamDecoder,
@@ -70,7 +71,7 @@ from trigate.formats.openai_chat import parse_data_url
 from trigate.translate import ir
 from trigate.translate.reasoning import budget_for_effort, default_max_tokens, fit_thinking
 
-__all__ = ["CITATIONS_MARKER", "CODEC", "JSON_MARKER", "OPAQUE_MARKER", "BedrockCodec", "model_family", "tool_id"]
+__all__ = ["CITATIONS_MARKER", "CODEC", "JSON_MARKER", "OPAQUE_MARKER", "model_family", "tool_id"]
 
 NAME = "bedrock"
 
@@ -1275,35 +1276,16 @@ def parse_error(status: int, body: bytes) -> GatewayError:
 # --------------------------------------------------------------------------------------------
 
 
-class BedrockCodec:
-    name = NAME
 
-    def decode_request(self, body: dict[str, Any]) -> ir.Request:
-        return decode_request(body)
-
-    def encode_request(self, req: ir.Request, model: str) -> dict[str, Any]:
-        return encode_request(req, model)
-
-    def decode_response(self, body: dict[str, Any]) -> ir.Response:
-        return decode_response(body)
-
-    def encode_response(self, resp: ir.Response, req: ir.Request) -> dict[str, Any]:
-        return encode_response(resp, req)
-
-    def stream_decoder(self, req: ir.Request) -> BedrockStreamDecoder:
-        return BedrockStreamDecoder(req.model)
-
-    def stream_encoder(self, req: ir.Request) -> BedrockStreamEncoder:
-        return BedrockStreamEncoder()
-
-    def render_error(self, err: GatewayError) -> tuple[int, dict[str, Any]]:
-        return render_error(err)
-
-    def render_stream_error(self, err: GatewayError) -> bytes:
-        return _render_stream_error(err)
-
-    def parse_error(self, status: int, body: bytes) -> GatewayError:
-        return parse_error(status, body)
-
-
-CODEC = BedrockCodec()
+CODEC = FunctionCodec(
+    name=NAME,
+    decode_request=decode_request,
+    encode_request=encode_request,
+    decode_response=decode_response,
+    encode_response=encode_response,
+    stream_decoder=lambda req: BedrockStreamDecoder(req.model),
+    stream_encoder=lambda req: BedrockStreamEncoder(),
+    render_error=render_error,
+    render_stream_error=_render_stream_error,
+    parse_error=parse_error,
+)

@@ -54,6 +54,7 @@ from typing import Any
 import orjson
 
 from trigate.errors import DEFAULT_STATUS, GatewayError, kind_for_status
+from trigate.formats.base import FunctionCodec
 from trigate.translate import ir
 from trigate.translate.reasoning import DEFAULT_EFFORT
 from trigate.wire.sse import encode_event
@@ -1371,40 +1372,23 @@ def parse_error(status: int, body: bytes) -> GatewayError:
 # --------------------------------------------------------------------------------------------
 
 
-class GeminiCodec:
-    name = NAME
 
-    def decode_request(self, body: dict[str, Any]) -> ir.Request:
-        return decode_request(body)
+def _stream() -> Any:
+    # imported late: the stream module builds on this one's helpers
+    import trigate.formats.gemini_stream as stream
 
-    def encode_request(self, req: ir.Request, model: str) -> dict[str, Any]:
-        return encode_request(req, model)
-
-    def decode_response(self, body: dict[str, Any]) -> ir.Response:
-        return decode_response(body)
-
-    def encode_response(self, resp: ir.Response, req: ir.Request) -> dict[str, Any]:
-        return encode_response(resp, req)
-
-    def stream_decoder(self, req: ir.Request) -> Any:
-        # imported here: the stream module builds on this one's helpers
-        from trigate.formats.gemini_stream import GeminiStreamDecoder
-
-        return GeminiStreamDecoder(req)
-
-    def stream_encoder(self, req: ir.Request) -> Any:
-        from trigate.formats.gemini_stream import GeminiStreamEncoder
-
-        return GeminiStreamEncoder(req)
-
-    def render_error(self, err: GatewayError) -> tuple[int, dict[str, Any]]:
-        return render_error(err)
-
-    def render_stream_error(self, err: GatewayError) -> bytes:
-        return render_stream_error(err)
-
-    def parse_error(self, status: int, body: bytes) -> GatewayError:
-        return parse_error(status, body)
+    return stream
 
 
-CODEC = GeminiCodec()
+CODEC = FunctionCodec(
+    name=NAME,
+    decode_request=decode_request,
+    encode_request=encode_request,
+    decode_response=decode_response,
+    encode_response=encode_response,
+    stream_decoder=lambda req: _stream().GeminiStreamDecoder(req),
+    stream_encoder=lambda req: _stream().GeminiStreamEncoder(req),
+    render_error=render_error,
+    render_stream_error=render_stream_error,
+    parse_error=parse_error,
+)
