@@ -25,6 +25,11 @@ import orjson
 
 from trigate.errors import DEFAULT_STATUS, GatewayError, kind_for_status
 from trigate.formats.base import FunctionCodec
+from trigate.formats.checks import bad as _bad
+from trigate.formats.checks import expect_dict as _dict
+from trigate.formats.checks import expect_list as _list
+from trigate.formats.checks import expect_str as _str
+from trigate.formats.checks import kind_name as _kind_name
 from trigate.translate import ir
 from trigate.wire.sse import encode_event
 
@@ -83,48 +88,10 @@ STOP_TO_FINISH: dict[str, str] = {
 # --------------------------------------------------------------------------------------------
 
 
-def _bad(param: str, problem: str) -> GatewayError:
-    return GatewayError("invalid_request", f"{param}: {problem}", param=param)
-
-
-def _kind_name(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, (int, float)):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list):
-        return "array"
-    if isinstance(v, dict):
-        return "object"
-    return type(v).__name__
-
-
 def _need(obj: dict[str, Any], key: str, param: str) -> Any:
     v = obj.get(key)
     if v is None:
         raise _bad(param, "field required")
-    return v
-
-
-def _str(v: Any, param: str) -> str:
-    if not isinstance(v, str):
-        raise _bad(param, f"expected a string, got {_kind_name(v)}")
-    return v
-
-
-def _dict(v: Any, param: str) -> dict[str, Any]:
-    if not isinstance(v, dict):
-        raise _bad(param, f"expected an object, got {_kind_name(v)}")
-    return v
-
-
-def _list(v: Any, param: str) -> list[Any]:
-    if not isinstance(v, list):
-        raise _bad(param, f"expected an array, got {_kind_name(v)}")
     return v
 
 
@@ -1342,7 +1309,6 @@ def parse_error(status: int, body: bytes) -> GatewayError:
 # --------------------------------------------------------------------------------------------
 # The codec
 # --------------------------------------------------------------------------------------------
-
 
 
 def _stream() -> Any:

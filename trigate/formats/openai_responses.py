@@ -33,6 +33,11 @@ import orjson
 from trigate.errors import GatewayError
 from trigate.formats import openai_chat as _chat
 from trigate.formats.base import FunctionCodec
+from trigate.formats.checks import bad as _bad
+from trigate.formats.checks import expect_dict as _dict
+from trigate.formats.checks import expect_list as _list
+from trigate.formats.checks import expect_str as _str
+from trigate.formats.checks import kind_name as _type_name
 from trigate.translate import ir
 
 FORMAT = "openai_responses"
@@ -149,44 +154,6 @@ def derived_item_id(response_id: str, prefix: str, output_index: int) -> str:
 # --------------------------------------------------------------------------------------------
 # Validation helpers: every client mistake becomes a 400 naming the field.
 # --------------------------------------------------------------------------------------------
-
-
-def _bad(param: str, problem: str) -> GatewayError:
-    return GatewayError("invalid_request", f"{param}: {problem}", param=param)
-
-
-def _type_name(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, (int, float)):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list):
-        return "array"
-    if isinstance(v, dict):
-        return "object"
-    return type(v).__name__
-
-
-def _str(v: Any, param: str) -> str:
-    if not isinstance(v, str):
-        raise _bad(param, f"expected a string, got {_type_name(v)}")
-    return v
-
-
-def _dict(v: Any, param: str) -> dict[str, Any]:
-    if not isinstance(v, dict):
-        raise _bad(param, f"expected an object, got {_type_name(v)}")
-    return v
-
-
-def _list(v: Any, param: str) -> list[Any]:
-    if not isinstance(v, list):
-        raise _bad(param, f"expected an array, got {_type_name(v)}")
-    return v
 
 
 def _opt_str(obj: dict[str, Any], key: str, param: str) -> str | None:
@@ -1448,7 +1415,6 @@ def parse_error(status: int, body: bytes) -> GatewayError:
 # --------------------------------------------------------------------------------------------
 # The codec
 # --------------------------------------------------------------------------------------------
-
 
 
 def _stream() -> Any:

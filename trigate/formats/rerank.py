@@ -24,6 +24,8 @@ from typing import Any, Literal, NamedTuple
 from attrs import define, evolve, field
 
 from trigate.errors import GatewayError
+from trigate.formats.checks import bad as _bad
+from trigate.formats.checks import kind_name as _kind_name
 from trigate.formats.cohere_errors import parse_cohere_error, render_cohere_error
 
 __all__ = [
@@ -111,28 +113,8 @@ class RerankResponse:
 # --------------------------------------------------------------------------------------------
 
 
-def _bad(param: str, problem: str) -> GatewayError:
-    return GatewayError("invalid_request", f"{param}: {problem}", param=param)
-
-
 def _upstream_bad(provider: str, problem: str) -> GatewayError:
     return GatewayError("upstream_unavailable", f"invalid {provider} rerank response from upstream: {problem}")
-
-
-def _kind_name(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, (int, float)):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list):
-        return "array"
-    if isinstance(v, dict):
-        return "object"
-    return type(v).__name__
 
 
 def _is_int(v: Any) -> bool:
