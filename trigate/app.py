@@ -6,7 +6,8 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from trigate.api import chat, count_tokens, embeddings, health, messages, models, passthrough, rerank, responses
+from trigate.api import admin, chat, count_tokens, embeddings, health, messages, models, passthrough, rerank, responses
+from trigate.api import metrics as metrics_api
 from trigate.api import realtime as realtime_api
 from trigate.api.text import error_response
 from trigate.errors import GatewayError, kind_for_status
@@ -31,6 +32,8 @@ def create_app(gw: Gateway) -> QuartTrio:
     rerank.register(app, gw)
     models.register(app, gw)
     realtime_api.register(app, gw)
+    metrics_api.register(app, gw)  # also puts x-request-id on every answer
+    admin.register(app, gw)
     # last: its /<provider>/<path> pattern must not shadow the API routes above
     passthrough.register(app, gw)
 

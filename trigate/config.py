@@ -17,6 +17,8 @@ import cattrs
 import yaml
 from attrs import define, field
 
+from trigate.realtime.settings import RealtimeSettings
+
 # Kinds with their own code; OpenAI-compatible profiles in providers/*.toml add more (see profiles.py).
 BUILTIN_KINDS = ("openai", "anthropic", "mock", "azure", "gemini", "vertex", "bedrock", "cohere")
 
@@ -242,6 +244,7 @@ class Config:
     retry: RetryPolicy = field(factory=RetryPolicy)
     health: HealthConfig = field(factory=HealthConfig)
     store: StoreConfig = field(factory=StoreConfig)
+    realtime: RealtimeSettings = field(factory=RealtimeSettings)
     observability: ObservabilityConfig = field(factory=ObservabilityConfig)
 
 

@@ -67,7 +67,7 @@ def test_embedded_default_answers_the_readme_curl() -> None:
 
 def test_sigterm_lets_in_flight_streams_finish(tmp_path: Path) -> None:
     cfg = tmp_path / "slow.yaml"
-    cfg.write_text("auth: {open: true}\nserver: {graceful_timeout: 10}\n"
+    cfg.write_text("auth: {open: true}\nserver: {graceful_timeout: 10}\nstore: {responses_path: ':memory:'}\n"
                    "providers: {mock: {kind: mock, token_delay_ms: 20}}\n"
                    "models: [{name: 'mock-*', provider: mock}]\n")
     with serve("--config", str(cfg)) as (proc, url), httpx.Client(timeout=20) as http:

@@ -12,8 +12,8 @@ import httpx
 import openai
 import yaml
 
-from tests.harness import UPSTREAM_KEY, Servers, openai_config
 from tests.e2e.test_cli_serve import free_port
+from tests.harness import UPSTREAM_KEY, Servers, openai_config
 
 
 def test_a_new_provider_from_a_profile_file_alone(tmp_path: Path) -> None:

@@ -21,7 +21,17 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketReques
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request, TextMessage
 
-from tests.e2e.test_realtime import AUTH, CLIENT_KEY, audio_b64, await_for, recv, send, session_lines, ws_base
+from tests.e2e.test_realtime import (
+    AUTH,
+    CLIENT_KEY,
+    audio_b64,
+    await_for,
+    recv,
+    send,
+    session_lines,
+    wait_for,
+    ws_base,
+)
 from tests.harness import UPSTREAM_KEY, LogCapture, Servers, openai_config
 from trigate.config import Config, parse_config
 from trigate.mock.realtime import records
@@ -32,15 +42,7 @@ LIMITS = RealtimeSettings(idle_timeout_seconds=0.6, max_session_seconds=1.5, max
 
 
 def with_realtime(cfg: Config, settings: RealtimeSettings) -> Config:
-    """``cfg`` with a realtime section, whether or not Config has grown the field yet."""
-    if any(a.name == "realtime" for a in attrs.fields(type(cfg))):
-        return attrs.evolve(cfg, realtime=settings)  # type: ignore[misc]
-
-    @attrs.define(frozen=True)
-    class ConfigWithRealtime(Config):
-        realtime: RealtimeSettings = attrs.field(factory=RealtimeSettings)
-
-    return ConfigWithRealtime(**{a.name: getattr(cfg, a.name) for a in attrs.fields(Config)}, realtime=settings)
+    return attrs.evolve(cfg, realtime=settings)
 
 
 class OddUpstreams:
@@ -145,14 +147,15 @@ def limited(odd: OddUpstreams, access_log: LogCapture) -> Iterator[Servers]:
 
 
 @pytest.fixture(autouse=True)
-async def _settled(request: pytest.FixtureRequest) -> None:
+def _settled(request: pytest.FixtureRequest) -> None:
     """Each test starts with no session open: a session a previous test closed may still hold one of
-    the two slots for a moment, until the gateway has closed its upstream side."""
+    the two slots for a moment, until the gateway has closed its upstream side. (Sync on purpose:
+    pytest-trio does not run async autouse fixtures.)"""
     if "limited" in request.fixturenames:
         servers: Servers = request.getfixturevalue("limited")
         assert servers.running is not None
         extras = servers.running.gateway.extras
-        await await_for(lambda: getattr(extras.get("realtime.sessions"), "active", 0) == 0)
+        wait_for(lambda: getattr(extras.get("realtime.sessions"), "active", 0) == 0)
 
 
 def _url(servers: Servers, model: str) -> str:

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from trigate.api.realtime import RealtimeExchange, _frame_size
+from trigate.config import Config
 from trigate.policies.auth import ANONYMOUS, Principal
 from trigate.realtime import closing, usage
 from trigate.realtime.hooks import HookChain, Reject, SessionModelPolicy, error_event
@@ -338,7 +339,7 @@ def test_limits_and_client_close_endings() -> None:
 def test_settings_defaults_and_validation() -> None:
     s = RealtimeSettings()
     assert s.max_session_seconds == 3600 and s.max_sessions == 1000 and s.enforce_session_model
-    assert realtime_settings(object()) == s
+    assert realtime_settings(Config()) == s
     custom = RealtimeSettings(idle_timeout_seconds=5)
     assert realtime_settings(type("C", (), {"realtime": custom})()) is custom
     with pytest.raises(ValueError):

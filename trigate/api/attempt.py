@@ -131,9 +131,7 @@ class Attempt:
                     headers[name] = value
         if stream and upstream.framing == "sse":
             headers["accept"] = "text/event-stream"
-        rid = request.headers.get("x-request-id")
-        if rid:
-            headers["x-request-id"] = rid
+        self.ex.upstream_headers(headers)  # the effective request id, and the attempt's traceparent
         headers.update(await provider.auth_headers("POST", upstream.url, headers, payload))
         c = self.timeouts.connect
         req = self.gw.http.build_request("POST", upstream.url, content=payload, headers=headers,

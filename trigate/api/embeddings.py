@@ -122,7 +122,7 @@ def register(app: Quart, gw: Gateway) -> None:
             ex.usage = Usage(input_tokens=resp.prompt_tokens)
             out: dict[str, Any] = E.encode_openai_response(resp, ereq)
         except GatewayError as err:
-            ex.error = err.kind
+            ex.fail(err)
             await ctx.end(err.status)
             return error_response(codec, err, ctx.headers())
         await ctx.end(200)

@@ -114,7 +114,7 @@ def register(app: Quart, gw: Gateway) -> None:
                                                       f"{request.path}", status=404))
         try:
             headers = {k.lower(): v for k, v in request.headers.items()}
-            gw.keys.authenticate(credential_from_headers(headers))
+            ex.key_id = gw.keys.authenticate(credential_from_headers(headers)).key_id
             return await _forward(gw, ex, provider, path, headers)
         except GatewayError as err:
             ex.status, ex.error = err.status, err.kind
@@ -129,6 +129,7 @@ async def _forward(gw: Gateway, ex: Exchange, provider: Any, path: str, headers:
         url += "?" + query
     out = {k: v for k, v in headers.items() if k not in HOP_BY_HOP and k not in CLIENT_AUTH
            and k != "remote-addr"}
+    ex.upstream_headers(out)  # the effective request id (not the client's raw one) and our traceparent
     # SigV4 signs the body, so a signing provider needs it whole; the others get it streamed.
     signs_body = provider.kind == "bedrock" and not provider.api_key
     if signs_body or request.method in ("GET", "HEAD", "DELETE", "OPTIONS"):

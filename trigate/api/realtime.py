@@ -49,7 +49,7 @@ from trigate.api.text import error_response, parse_body
 from trigate.errors import GatewayError, invalid_request, kind_for_status
 from trigate.formats import get_codec
 from trigate.gateway import Gateway
-from trigate.policies.auth import Principal, authenticate, check_model, credential_from_headers
+from trigate.policies.auth import Principal, check_model, credential_from_headers
 from trigate.realtime import closing
 from trigate.realtime.closing import Ending
 from trigate.realtime.hooks import HookChain, SessionModelPolicy, error_event
@@ -121,9 +121,7 @@ def _sessions(gw: Gateway) -> _Sessions:
 
 
 def _authenticate(gw: Gateway, credential: str | None) -> Principal:
-    # The gateway's key ring once it has one; the open-mode seam until then.
-    keys = getattr(gw, "keys", None)
-    return keys.authenticate(credential) if keys is not None else authenticate(credential)
+    return gw.keys.authenticate(credential)
 
 
 async def _close_on_drain(gw: Gateway, sessions: _Sessions, scope: trio.CancelScope) -> None:
@@ -186,6 +184,7 @@ async def handle_socket(gw: Gateway, ws: Any) -> Response | None:
             raise invalid_request("model: query parameter required (?model=...)", param="model")
         ex.model = model
         principal = _authenticate(gw, client_credential(headers, offer))
+        ex.key_id = principal.key_id
         check_model(principal, model)
         target = gw.router.resolve(model)
         if target is None:
@@ -204,7 +203,8 @@ async def handle_socket(gw: Gateway, ws: Any) -> Response | None:
         up_headers = {"openai-beta": "realtime=v1"} if ex.beta else {}
         up_headers.update(await provider.auth_headers("GET", upstream.url, up_headers, b""))
     except GatewayError as err:
-        ex.status, ex.error = err.status, err.kind
+        ex.status = err.status
+        ex.fail(err)
         log_exchange(ex)
         return error_response(_OPENAI, err)
 

@@ -110,7 +110,7 @@ def register(app: Quart, gw: Gateway) -> None:
             ex.usage = Usage(input_tokens=resp.total_tokens or 0)
             out = R.encode_cohere_response(resp, rreq, api_version)  # type: ignore[arg-type]
         except GatewayError as err:
-            ex.error = err.kind
+            ex.fail(err)
             await ctx.end(err.status)
             return error_response(errors, err, ctx.headers())  # type: ignore[arg-type]
         await ctx.end(200)

@@ -136,6 +136,7 @@ async def handle_text(gw: Gateway, api: str, client_format: str, hooks: Hooks | 
     try:
         raw = await request.get_data()
         body = parse_body(raw)
+        ex.note_request(body, raw)
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise invalid_request("model: field required (a model name string)", param="model")
@@ -164,7 +165,7 @@ async def handle_text(gw: Gateway, api: str, client_format: str, hooks: Hooks | 
 
         result = await run_attempts(req, resolved, one, total_deadline)
     except GatewayError as err:
-        ex.error = err.kind
+        ex.fail(err)
         await req.end(err.status)
         headers = req.headers()
         quota = getattr(err, "quota", None)
@@ -172,6 +173,7 @@ async def handle_text(gw: Gateway, api: str, client_format: str, hooks: Hooks | 
             headers.update(quota_headers(client.name, quota))
         return error_response(client, err, headers)
     if result.rest is None:
+        ex.note_response(result.body)
         await req.end(200)
         return Response(result.body, status=200, content_type=result.content_type, headers=req.headers())
     ex.mark_first_byte()
@@ -185,7 +187,7 @@ async def _stream_body(req: RequestContext, result: Result) -> AsyncIterator[byt
     try:
         if result.first:
             yield result.first
-        async for chunk in result.rest:
+        async for chunk in req.ex.tap_stream(result.rest):
             yield chunk
     except trio.Cancelled:
         req.ex.cancelled = True
@@ -234,10 +236,12 @@ async def run_attempts(req: RequestContext, resolved: Resolved,
         for n in range(1, max(policy.attempts, 1) + 1):
             ex.attempts += 1
             ex.provider, ex.upstream_model = provider.name, target.model
+            upstream_try = ex.begin_try(provider.name, provider.kind, target.model)
             gw.balancer.started(target)
             try:
                 result = await one(route, target, provider)
             except GatewayError as err:
+                ex.end_try(upstream_try, err.kind)
                 gw.balancer.finished(target)
                 last = err
                 if is_retryable(err) or err.kind == "timeout":

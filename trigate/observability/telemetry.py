@@ -125,7 +125,9 @@ class Telemetry:
         if ex.cost_usd is None and u is not None and ex.upstream_model:
             ex.cost_usd = self.prices.cost_of(u, ex.upstream_model, kind)
         failed = ex.status >= 400 or ex.error is not None
-        served = ex.upstream_model or ex.model or ""
+        # the served model names the ledger row and the per-key series alike (bounded the same way),
+        # so /admin/usage reads the same whether it comes from the ledger or the counters
+        served = self._model_label(ex.upstream_model or ex.model or f"({ex.api})")  # passthrough: no model
         self._count(ex, kind, now, failed, served)
         if ex.key_id:
             self.ledger.record(ex.key_id, served, entry(u, ex.cost_usd, failed))
@@ -136,8 +138,11 @@ class Telemetry:
 
     def _count(self, ex: Exchange, kind: str | None, now: float, failed: bool, served: str) -> None:
         m = self.metrics
-        genai_provider = semconv_provider(kind, ex.provider)
-        base = (ex.api, ex.provider or "", operation_name(ex.api), genai_provider, self._model_label(ex.model),
+        provider = ex.provider or ""
+        if provider and kind is None and self.gw is not None:
+            provider = "_unknown"  # a passthrough path naming no configured provider: not a label value
+        genai_provider = semconv_provider(kind, provider)
+        base = (ex.api, provider, operation_name(ex.api), genai_provider, self._model_label(ex.model),
                 self._model_label(ex.upstream_model))
         error = ex.error or ""
         m.requests(*base, str(ex.status), error).inc()
@@ -151,12 +156,12 @@ class Telemetry:
             m.token_usage(*base, "input").observe(u.input_tokens)
             m.token_usage(*base, "output").observe(u.output_tokens)
             if ex.upstream_model and ex.cost_usd is None:
-                m.unpriced(ex.provider or "", self._model_label(ex.upstream_model)).inc()
+                m.unpriced(provider, self._model_label(ex.upstream_model)).inc()
         self._count_tries(ex, now)
         if ex.limit_scope:
             m.rate_limited(ex.limit_scope).inc()
         if ex.key_id:
-            key, model = ex.key_id, self._model_label(served)
+            key, model = ex.key_id, served
             m.key_requests(key, model).inc()
             if failed:
                 m.key_errors(key, model).inc()

@@ -89,11 +89,6 @@ def credential_from_headers(headers: dict[str, str]) -> str | None:
     return headers.get("x-api-key") or headers.get("api-key") or None
 
 
-def authenticate(credential: str | None) -> Principal:
-    """Deprecated open-mode shim; handlers use ``gw.keys.authenticate``."""
-    return ANONYMOUS
-
-
 def check_model(principal: Principal, model: str) -> None:
     if not principal.may_use(model):
         raise GatewayError("permission", f"this key may not use model '{model}'", param="model",

@@ -30,6 +30,5 @@ class RealtimeSettings:
 
 
 def realtime_settings(config: Any) -> RealtimeSettings:
-    """The config's realtime section, or the defaults while Config has none."""
-    settings = getattr(config, "realtime", None)
-    return settings if isinstance(settings, RealtimeSettings) else RealtimeSettings()
+    """The config's realtime section."""
+    return config.realtime
