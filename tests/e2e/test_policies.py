@@ -467,3 +467,31 @@ def test_reload_under_load_loses_no_request(tmp_path: Path) -> None:
 def chat_url(url: str, model: str) -> httpx.Response:
     return httpx.post(url + "/v1/chat/completions", json={"model": model, "messages": USER},
                       headers={"authorization": f"Bearer {KEYS['free']}"})
+
+
+# ----------------------------------------------------------------------------------- realtime keys
+
+
+async def test_realtime_keys_by_header_and_browser_subprotocol(gw: Servers) -> None:
+    from trio_websocket import ConnectionRejected, open_websocket_url
+
+    ws_url = gw.url.replace("http://", "ws://") + "/v1/realtime?model=gpt-4o-mini"
+    for offered, headers in ((["realtime", "openai-insecure-api-key.sk-wrong"], None),
+                             (["realtime"], None),
+                             (None, [("authorization", "Bearer sk-wrong")])):
+        with pytest.raises(ConnectionRejected) as info:
+            async with open_websocket_url(ws_url, subprotocols=offered, extra_headers=headers):
+                pass
+        assert info.value.status_code == 401
+        assert json.loads(info.value.body)["error"]["type"] == "authentication_error"
+    # the narrow key may not use a model outside its list
+    with pytest.raises(ConnectionRejected) as info:
+        async with open_websocket_url(gw.url.replace("http://", "ws://") + "/v1/realtime?model=claude-x",
+                                      subprotocols=["realtime", f"openai-insecure-api-key.{KEYS['narrow']}"]):
+            pass
+    assert info.value.status_code in (403, 404)
+    async with open_websocket_url(ws_url, subprotocols=["realtime", f"openai-insecure-api-key.{KEYS['free']}"]) as ws:
+        assert ws.subprotocol == "realtime"
+        assert json.loads(await ws.get_message())["type"] == "session.created"
+    async with open_websocket_url(ws_url, extra_headers=[("authorization", f"Bearer {KEYS['free']}")]) as ws:
+        assert json.loads(await ws.get_message())["type"] == "session.created"
