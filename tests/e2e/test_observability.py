@@ -225,7 +225,8 @@ async def test_realtime_sessions_carry_the_request_id_and_are_counted(obs: Serve
 @pytest.mark.parametrize(("method", "path", "kwargs", "status"), [
     ("GET", "/v1/nope", {}, 404),
     ("POST", "/v1/chat/completions", {"content": b"{not json"}, 400),
-    ("POST", "/v1/chat/completions", {"json": {"model": "no-such-model", "messages": []}}, 404),
+    ("POST", "/v1/chat/completions",
+     {"json": {"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]}}, 404),
     ("GET", "/health", {}, 200),
     ("GET", "/v1/models", {}, 200),
     ("POST", "/v1/messages/count_tokens", {"json": {"model": "claude-sonnet-4-6", "messages": []}}, 200),

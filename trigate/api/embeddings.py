@@ -8,7 +8,6 @@ answer is float or base64 (little-endian float32) as the client asked, whatever 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import trio
@@ -17,19 +16,16 @@ from quart import Quart, Response, request
 from trigate.api.attempt import NO_HOOKS
 from trigate.api.text import (
     RequestContext,
-    authenticate,
     error_response,
     json_response,
-    limit_rules,
     parse_body,
     run_attempts,
 )
 from trigate.api.upstream_json import error_parser, post_json
-from trigate.errors import GatewayError, invalid_request
+from trigate.errors import GatewayError
 from trigate.formats import embeddings as E
 from trigate.formats import get_codec
 from trigate.gateway import Gateway
-from trigate.policies.auth import check_model
 from trigate.routing import Resolved, Target
 from trigate.translate.ir import Usage
 from trigate.upstream.providers import Provider
@@ -97,23 +93,8 @@ def register(app: Quart, gw: Gateway) -> None:
         try:
             raw = await request.get_data()
             body = parse_body(raw)
-            model = body.get("model")
-            if not isinstance(model, str) or not model:
-                raise invalid_request("model: field required (a model name string)", param="model")
-            ex.model = model
-            principal = authenticate(gw)
-            ex.key_id = principal.key_id
-            check_model(principal, model)
+            resolved, deadline = await ctx.admit(body, max(len(raw) // 4, 1))
             ereq = E.decode_openai_request(body)
-            resolved = gw.router.resolve_route(model)
-            if resolved is None:
-                raise GatewayError("not_found", f"The model '{model}' does not exist or is not served by this "
-                                   "gateway", param="model", code="model_not_found")
-            rules = limit_rules(gw, principal, resolved)
-            if rules:
-                ctx.lease = await ctx.limiter.acquire(rules, max(len(raw) // 4, 1))
-            total = resolved.route.timeouts.total if resolved.route.timeouts else gw.config.timeouts.total
-            deadline = trio.current_time() + total if total is not None else math.inf
 
             async def one(route: Resolved, target: Target, provider: Provider) -> E.EmbedResponse:
                 return await embed(gw, provider, target.model, ereq, deadline)
@@ -122,9 +103,9 @@ def register(app: Quart, gw: Gateway) -> None:
             ex.usage = Usage(input_tokens=resp.prompt_tokens)
             out: dict[str, Any] = E.encode_openai_response(resp, ereq)
         except GatewayError as err:
-            ex.fail(err)
+            headers = ctx.refuse(err)
             await ctx.end(err.status)
-            return error_response(codec, err, ctx.headers())
+            return error_response(codec, err, headers)
         await ctx.end(200)
         headers = ctx.headers()
         if resp.estimated:

@@ -8,28 +8,23 @@ Errors use Cohere's shape, which the ``cohere`` SDK parses.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-import trio
 from quart import Quart, Response, request
 
 from trigate.api.attempt import NO_HOOKS
 from trigate.api.text import (
     RequestContext,
-    authenticate,
     error_response,
     json_response,
-    limit_rules,
     parse_body,
     run_attempts,
 )
 from trigate.api.upstream_json import error_parser, post_json
-from trigate.errors import GatewayError, invalid_request
+from trigate.errors import GatewayError
 from trigate.formats import rerank as R
 from trigate.formats.cohere_errors import render_cohere_error
 from trigate.gateway import Gateway
-from trigate.policies.auth import check_model
 from trigate.routing import Resolved, Target
 from trigate.translate.ir import Usage
 from trigate.upstream.providers import BedrockProvider, Provider
@@ -86,22 +81,8 @@ def register(app: Quart, gw: Gateway) -> None:
         try:
             raw = await request.get_data()
             body = parse_body(raw)
-            model = body.get("model")
-            if not isinstance(model, str) or not model:
-                raise invalid_request("model: field required", param="model")
-            ex.model = model
-            principal = authenticate(gw)
-            ex.key_id = principal.key_id
-            check_model(principal, model)
+            resolved, deadline = await ctx.admit(body, max(len(raw) // 4, 1))
             rreq = R.decode_cohere_request(body, api_version)  # type: ignore[arg-type]
-            resolved = gw.router.resolve_route(model)
-            if resolved is None:
-                raise GatewayError("not_found", f"model '{model}' not found", param="model", code="model_not_found")
-            rules = limit_rules(gw, principal, resolved)
-            if rules:
-                ctx.lease = await ctx.limiter.acquire(rules, max(len(raw) // 4, 1))
-            total = resolved.route.timeouts.total if resolved.route.timeouts else gw.config.timeouts.total
-            deadline = trio.current_time() + total if total is not None else math.inf
 
             async def one(route: Resolved, target: Target, provider: Provider) -> R.RerankResponse:
                 return await rank(gw, provider, target.model, rreq, deadline)
@@ -110,9 +91,9 @@ def register(app: Quart, gw: Gateway) -> None:
             ex.usage = Usage(input_tokens=resp.total_tokens or 0)
             out = R.encode_cohere_response(resp, rreq, api_version)  # type: ignore[arg-type]
         except GatewayError as err:
-            ex.fail(err)
+            headers = ctx.refuse(err)
             await ctx.end(err.status)
-            return error_response(errors, err, ctx.headers())  # type: ignore[arg-type]
+            return error_response(errors, err, headers)  # type: ignore[arg-type]
         await ctx.end(200)
         return json_response(out, headers=ctx.headers())
 

@@ -128,15 +128,10 @@ class RequestContext:
             return {}
         return quota_headers(self.client.name, self.lease.quota)
 
-
-async def handle_text(gw: Gateway, api: str, client_format: str, hooks: Hooks | None = None) -> Response:
-    client = get_codec(client_format)
-    req = RequestContext(gw, api, client, hooks or NO_HOOKS)
-    ex = req.ex
-    try:
-        raw = await request.get_data()
-        body = parse_body(raw)
-        ex.note_request(body, raw)
+    async def admit(self, body: dict[str, Any], reserve_tokens: int) -> tuple[Resolved, float]:
+        """What every model call does before its first attempt: the model name, the caller's key and
+        its permission, the route, the limits, and the total deadline."""
+        gw, ex = self.gw, self.ex
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise invalid_request("model: field required (a model name string)", param="model")
@@ -148,15 +143,35 @@ async def handle_text(gw: Gateway, api: str, client_format: str, hooks: Hooks | 
         if resolved is None:
             raise GatewayError("not_found", f"The model '{model}' does not exist or is not served by this gateway",
                                param="model", code="model_not_found")
-        stream = body.get("stream") is True
-        ex.stream = stream
-        if req.hooks.validate:
-            req.hooks.validate(body)
         rules = limit_rules(gw, principal, resolved)
         if rules:
-            req.lease = await req.limiter.acquire(rules, reserve_estimate(gw, len(raw), body))
+            self.lease = await self.limiter.acquire(rules, reserve_tokens)
         total = resolved.route.timeouts.total if resolved.route.timeouts else gw.config.timeouts.total
-        total_deadline = trio.current_time() + total if total is not None else math.inf
+        return resolved, (trio.current_time() + total if total is not None else math.inf)
+
+    def refuse(self, err: GatewayError) -> dict[str, str]:
+        """The request ends with ``err``: account for it; returns the headers of the error answer."""
+        self.ex.fail(err)
+        headers = self.headers()
+        quota = getattr(err, "quota", None)
+        if quota is not None:
+            headers.update(quota_headers(self.client.name, quota))
+        return headers
+
+
+async def handle_text(gw: Gateway, api: str, client_format: str, hooks: Hooks | None = None) -> Response:
+    client = get_codec(client_format)
+    req = RequestContext(gw, api, client, hooks or NO_HOOKS)
+    ex = req.ex
+    try:
+        raw = await request.get_data()
+        body = parse_body(raw)
+        ex.note_request(body, raw)
+        stream = body.get("stream") is True
+        ex.stream = stream
+        if req.hooks.validate and isinstance(body.get("model"), str):
+            req.hooks.validate(body)
+        resolved, total_deadline = await req.admit(body, reserve_estimate(gw, len(raw), body))
 
         async def one(route: Resolved, target: Target, provider: Provider) -> Result:
             attempt = Attempt(gw, ex, api, client, req.hooks, route.route.timeouts or gw.config.timeouts,
@@ -165,12 +180,8 @@ async def handle_text(gw: Gateway, api: str, client_format: str, hooks: Hooks | 
 
         result = await run_attempts(req, resolved, one, total_deadline)
     except GatewayError as err:
-        ex.fail(err)
+        headers = req.refuse(err)
         await req.end(err.status)
-        headers = req.headers()
-        quota = getattr(err, "quota", None)
-        if quota is not None:
-            headers.update(quota_headers(client.name, quota))
         return error_response(client, err, headers)
     if result.rest is None:
         ex.note_response(result.body)
