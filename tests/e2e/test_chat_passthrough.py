@@ -200,7 +200,8 @@ def test_unknown_endpoint_is_openai_shaped_404(servers: Servers) -> None:
 def test_access_log_has_one_line_per_request_and_no_keys(servers: Servers, mock, access_log) -> None:
     before = len(access_log.snapshot())
     client(servers).chat.completions.create(model="fast", messages=[{"role": "user", "content": "log me"}])
-    httpx.post(servers.url + "/v1/chat/completions", json={"model": "missing", "messages": [{"role": "user", "content": "x"}]},
+    httpx.post(servers.url + "/v1/chat/completions",
+               json={"model": "missing", "messages": [{"role": "user", "content": "x"}]},
                headers={"authorization": "Bearer client-secret-key"})
     trio.run(trio.sleep, 0.05)
     lines = access_log.snapshot()[before:]
