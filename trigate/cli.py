@@ -27,6 +27,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         listen = evolve(cfg.listen, host=args.host or cfg.listen.host,
                         port=cfg.listen.port if args.port is None else args.port)
         cfg = evolve(cfg, listen=listen)
+    if args.workers > 1:
+        from trigate.workers import serve_workers
+
+        return serve_workers(cfg, args.workers, config_path=args.config)
     listener = setup_logging(cfg.server.access_log)
     try:
         trio.run(partial(run_gateway, cfg, handle_signals=True, announce=True, config_path=args.config))
@@ -67,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", "-c", help="YAML config file")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    p.add_argument("--workers", "-w", type=int, default=1,
+                   help="gateway processes sharing the port (SO_REUSEPORT); one trio loop runs on one core")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("check", help="validate a config file without serving")

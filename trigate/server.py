@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import trio
 from attrs import define, field
@@ -25,6 +26,18 @@ from trigate.routing import Router
 from trigate.store.responses import open_response_store
 from trigate.upstream.client import make_client
 from trigate.upstream.providers import build_providers
+
+
+class ReusePortConfig(HyperConfig):
+    """Hypercorn's config, binding with SO_REUSEPORT so several worker processes share one port (the
+    kernel spreads connections); Hypercorn itself only sets it when it runs the workers."""
+
+    def create_sockets(self) -> Any:
+        self.workers = 2
+        try:
+            return super().create_sockets()
+        finally:
+            self.workers = 1
 
 
 @define
@@ -54,6 +67,7 @@ async def run_gateway(
     handle_signals: bool = False,
     announce: bool = False,
     config_path: str | None = None,
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until ``shutdown_trigger`` returns or, with ``handle_signals``, SIGTERM/SIGINT arrives.
@@ -138,7 +152,7 @@ async def run_gateway(
 
             nursery.start_soon(on_signals)
 
-        hc = HyperConfig()
+        hc = ReusePortConfig() if reuse_port else HyperConfig()
         hc.bind = [f"{config.listen.host}:{config.listen.port}"]
         hc.accesslog = None  # trigate writes its own access log (telemetry.py)
         hc.graceful_timeout = config.server.graceful_timeout
