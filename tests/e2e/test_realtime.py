@@ -89,8 +89,11 @@ def session_line(access_log: LogCapture, model: str) -> dict[str, Any]:
     return wait_for(lambda: (session_lines(access_log, model) or [None])[-1])
 
 
-def mock_session(mock: MockState, model: str) -> RealtimeSessionRecord:
-    return wait_for(lambda: next((r for r in reversed(records(mock).snapshot()) if r.model == model), None))
+def mock_session(mock: MockState, model: str, since: float = 0.0) -> RealtimeSessionRecord:
+    """The newest session the mock saw for ``model`` opened after ``since`` (time.monotonic()), so a
+    late close from an earlier test on the shared mock is never mistaken for this one."""
+    return wait_for(lambda: next((r for r in reversed(records(mock).snapshot())
+                                  if r.model == model and r.opened >= since), None))
 
 
 def closed_session(mock: MockState, model: str) -> RealtimeSessionRecord:
@@ -409,6 +412,7 @@ async def test_cancelled_and_failed_responses_still_count(servers: Servers, rt: 
 async def test_session_update_hook_rejects_rewrites_and_forwards(servers: Servers, rt: MockState,
                                                                  access_log: LogCapture) -> None:
     model = "gpt-4o-mini"
+    started = time.monotonic()
     async with open_websocket_url(f"{ws_base(servers)}/v1/realtime?model={model}", extra_headers=AUTH) as ws:
         await recv(ws)
         # served by another provider: this socket cannot move there
@@ -425,7 +429,7 @@ async def test_session_update_hook_rejects_rewrites_and_forwards(servers: Server
         await send(ws, {"type": "session.update", "session": {"type": "realtime", "model": "fast"}})
         updated = await recv(ws)
         assert updated["type"] == "session.updated" and updated["session"]["model"] == "gpt-4o-mini"
-    seen = mock_session(rt, "gpt-4o-mini")
+    seen = mock_session(rt, "gpt-4o-mini", since=started)
     assert seen.events == ["session.update"]  # the rejected two never reached the upstream
     line = await await_for(lambda: (session_lines(access_log, model) or [None])[-1])
     assert line["rejected_events"] == 2 and line["client_frames"] == 3 and line["upstream_frames"] == 2
