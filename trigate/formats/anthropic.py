@@ -45,6 +45,7 @@ from trigate.formats.anthropic_stream import (
 from trigate.formats.anthropic_stream import render_stream_error as _render_stream_error
 from trigate.formats.base import FunctionCodec
 from trigate.translate import ir
+from trigate.translate.media import sniff_image_type
 from trigate.translate.reasoning import budget_for_effort, default_max_tokens, fit_thinking
 
 __all__ = ["CODEC", "OPAQUE_MARKER", "server_tools", "usage_from_body", "usage_from_event"]
@@ -558,17 +559,6 @@ def tool_id(raw: str) -> str:
     return "toolu_gw_" + hashlib.sha1(raw.encode()).hexdigest()[:24]
 
 
-def _sniff_image(data: str) -> str | None:
-    head = data[:16]
-    if head.startswith("iVBOR"):
-        return "image/png"
-    if head.startswith("/9j/"):
-        return "image/jpeg"
-    if head.startswith("R0lGOD"):
-        return "image/gif"
-    if head.startswith("UklGR"):
-        return "image/webp"
-    return None
 
 
 def _text_block(t: ir.Text) -> dict[str, Any] | None:
@@ -604,7 +594,7 @@ def _image_block(img: ir.Image, p: str) -> dict[str, Any]:
             raise _bad(f"{p}: malformed data URL", p)
         media_type, data = media_type or m.group(1), m.group(2)
     if data is not None:
-        mt = media_type or _sniff_image(data)
+        mt = media_type or sniff_image_type(data)
         if mt == "image/jpg":
             mt = "image/jpeg"
         if mt not in IMAGE_MEDIA_TYPES:

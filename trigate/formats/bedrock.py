@@ -69,6 +69,7 @@ from trigate.formats.bedrock_stream import (
 from trigate.formats.bedrock_stream import render_stream_error as _render_stream_error
 from trigate.formats.openai_chat import parse_data_url
 from trigate.translate import ir
+from trigate.translate.media import sniff_image_type
 from trigate.translate.reasoning import budget_for_effort, default_max_tokens, fit_thinking
 
 __all__ = ["CITATIONS_MARKER", "CODEC", "JSON_MARKER", "OPAQUE_MARKER", "model_family", "tool_id"]
@@ -626,17 +627,6 @@ def tool_id(raw: str) -> str:
     return "tooluse_gw_" + hashlib.sha1(raw.encode()).hexdigest()[:24]
 
 
-def _sniff_image(data: str) -> str | None:
-    head = data[:8]
-    if head.startswith("iVBOR"):
-        return "png"
-    if head.startswith("/9j/"):
-        return "jpeg"
-    if head.startswith("R0lGOD"):
-        return "gif"
-    if head.startswith("UklGR"):
-        return "webp"
-    return None
 
 
 def _image_format(media_type: str | None, data: str) -> str | None:
@@ -649,7 +639,8 @@ def _image_format(media_type: str | None, data: str) -> str | None:
             if fmt in IMAGE_FORMATS:
                 return fmt
             return None
-    return _sniff_image(data)
+    sniffed = sniff_image_type(data)
+    return sniffed.removeprefix("image/") if sniffed else None
 
 
 def _image_block(img: ir.Image, p: str) -> dict[str, Any]:
