@@ -25,6 +25,7 @@ from trigate.formats.gemini import (
     usage_to_gemini,
 )
 from trigate.translate import ir
+from trigate.translate.blocks import BlockNumbering
 from trigate.wire.sse import encode_event
 
 
@@ -32,7 +33,7 @@ def _upstream_error(message: str) -> ir.StreamError:
     return ir.StreamError(GatewayError("upstream_unavailable", message))
 
 
-class GeminiStreamDecoder:
+class GeminiStreamDecoder(BlockNumbering):
     """Gemini chunks -> IR events.
 
     Text and thought parts continue the open block of their kind across chunks; a function call is a
@@ -40,15 +41,13 @@ class GeminiStreamDecoder:
     usage may still come in a later chunk, and the stream has no terminator to wait for instead.
     """
 
-    __slots__ = ("_calls", "_done", "_finish", "_id", "_next", "_open", "_open_kind", "_started", "_usage")
+    __slots__ = ("_calls", "_done", "_finish", "_id", "_started", "_usage")
 
     def __init__(self, req: ir.Request | None = None) -> None:
         self._started = False
         self._done = False
         self._id = ""
-        self._open = -1
-        self._open_kind: str | None = None
-        self._next = 0
+        super().__init__()
         self._calls = 0
         self._finish: str | None = None
         self._usage: ir.Usage | None = None
@@ -134,23 +133,6 @@ class GeminiStreamDecoder:
             self._close_block(out)
             self._finish = finish
         return out
-
-    def _close_block(self, out: list[ir.StreamEvent]) -> None:
-        if self._open >= 0:
-            out.append(ir.BlockStop(self._open))
-            self._open = -1
-            self._open_kind = None
-
-    def _block(self, kind: ir.BlockKind, out: list[ir.StreamEvent]) -> int:
-        if self._open_kind == kind:
-            return self._open
-        self._close_block(out)
-        idx = self._next
-        self._next += 1
-        out.append(ir.BlockStart(idx, kind))
-        self._open = idx
-        self._open_kind = kind
-        return idx
 
     def _part(self, part: dict[str, Any], out: list[ir.StreamEvent]) -> None:
         sig = part.get("thoughtSignature")

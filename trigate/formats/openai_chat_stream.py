@@ -22,6 +22,7 @@ from trigate.formats.openai_chat import (
     usage_to_dict,
 )
 from trigate.translate import ir
+from trigate.translate.blocks import BlockNumbering
 from trigate.wire.sse import encode_event
 
 _DONE_FRAME = b"data: [DONE]\n\n"
@@ -31,7 +32,7 @@ def _upstream_error(message: str) -> ir.StreamError:
     return ir.StreamError(GatewayError("upstream_unavailable", message))
 
 
-class ChatStreamDecoder:
+class ChatStreamDecoder(BlockNumbering):
     """Chat chunks -> IR events.
 
     Blocks are opened lazily as delta fields appear and closed when a different kind starts, so the IR
@@ -43,9 +44,6 @@ class ChatStreamDecoder:
         "_done",
         "_finish",
         "_id",
-        "_next",
-        "_open",
-        "_open_kind",
         "_saw_tool",
         "_started",
         "_tools",
@@ -56,9 +54,7 @@ class ChatStreamDecoder:
         self._started = False
         self._done = False
         self._id = ""
-        self._open = -1
-        self._open_kind: str | None = None
-        self._next = 0
+        super().__init__()
         self._tools: dict[int, int] = {}  # Chat tool_calls[].index -> IR block index
         self._finish: str | None = None
         self._usage: ir.Usage | None = None
@@ -144,23 +140,6 @@ class ChatStreamDecoder:
                 created=created if isinstance(created, int) and not isinstance(created, bool) else 0,
             )
         )
-
-    def _close_block(self, out: list[ir.StreamEvent]) -> None:
-        if self._open >= 0:
-            out.append(ir.BlockStop(self._open))
-            self._open = -1
-            self._open_kind = None
-
-    def _block(self, kind: ir.BlockKind, out: list[ir.StreamEvent]) -> int:
-        if self._open_kind == kind:
-            return self._open
-        self._close_block(out)
-        idx = self._next
-        self._next += 1
-        out.append(ir.BlockStart(idx, kind))
-        self._open = idx
-        self._open_kind = kind
-        return idx
 
     def _delta(self, delta: dict[str, Any], out: list[ir.StreamEvent]) -> None:
         # Thinking precedes the answer within a chunk too.
