@@ -51,6 +51,8 @@ class ServerSettings:
     models_cache_seconds: float = 300.0
     # How often the config file is checked for changes (reload without restart), seconds.
     reload_poll_seconds: float = 1.0
+    # Idle keep-alive connections kept per upstream host (more are closed when their exchange ends).
+    upstream_keepalive: int = 512
 
 
 @define(frozen=True)
@@ -286,6 +288,8 @@ def _check(cfg: Config) -> list[str]:
     problems = []
     if not 0 <= cfg.listen.port <= 65535:
         problems.append(f"listen.port: {cfg.listen.port} is not a TCP port")
+    if cfg.server.upstream_keepalive < 0:
+        problems.append(f"server.upstream_keepalive: {cfg.server.upstream_keepalive} is negative")
     from trigate.upstream.profiles import load_profiles
 
     kinds = (*BUILTIN_KINDS, *sorted(load_profiles()))

@@ -18,6 +18,13 @@ class DroppingQueueHandler(logging.handlers.QueueHandler):
         super().__init__(q)
         self.dropped = 0
 
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        # The access log (one record per request) is a ready string: no formatting and no copy of the
+        # record is needed to hand it to the writer thread.
+        if not record.args and record.exc_info is None and isinstance(record.msg, str):
+            return record
+        return super().prepare(record)
+
     def enqueue(self, record: logging.LogRecord) -> None:
         try:
             self.queue.put_nowait(record)
@@ -31,6 +38,8 @@ def setup_logging(access_log: bool, max_queued: int = 10_000) -> logging.handler
     out = logging.StreamHandler(sys.stderr)
     out.setFormatter(logging.Formatter("%(message)s"))
     listener = logging.handlers.QueueListener(q, out, respect_handler_level=False)
+    # Records are only ever formatted as their message: skip collecting thread and process names.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [DroppingQueueHandler(q)]
     root.setLevel(logging.INFO)

@@ -1,5 +1,5 @@
-"""The HTTP client towards upstreams: one pooled httpx.AsyncClient for the whole gateway, and the
-error mapping of transport failures into GatewayErrors."""
+"""The HTTP client towards upstreams: one httpx.AsyncClient for the whole gateway (over the lean
+HTTP/1.1 transport in h11_transport), and the error mapping of transport failures into GatewayErrors."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ import httpx
 
 from trigate.config import ServerSettings
 from trigate.errors import GatewayError
+from trigate.upstream.h11_transport import H11Transport
 
 
 def make_client(settings: ServerSettings) -> httpx.AsyncClient:
     timeout = httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout, pool=settings.connect_timeout)
     # No cap on total connections: concurrency is bounded by the gateway's own limits, and a pool cap
     # here would queue streams behind each other invisibly.
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=512, keepalive_expiry=30)
-    return httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False, trust_env=False)
+    transport = H11Transport(max_idle_per_origin=settings.upstream_keepalive, keepalive_expiry=30.0)
+    return httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False, trust_env=False)
 
 
 def transport_error(exc: httpx.HTTPError, provider: str) -> GatewayError:
