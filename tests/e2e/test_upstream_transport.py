@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from trigate.config import ServerSettings
+from trigate.upstream.client import make_client
 from trigate.upstream.h11_transport import H11Transport
 
 Reply = Callable[[trio.abc.Stream, h11.Request, bytes], Awaitable[bool]]  # returns: keep the connection
@@ -265,3 +267,12 @@ async def test_tls_upstream_is_verified(nursery: trio.Nursery, tmp_path: pytest.
     async with client() as c:  # the system's trust store does not know this certificate
         with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
             await c.get(server.url + "/tls")
+
+
+async def test_the_gateway_client_never_carries_an_upstream_cookie_to_the_next_request(nursery: trio.Nursery) -> None:
+    server = await serve(nursery, fixed(b"ok", extra=b"set-cookie: __cf_bm=caller-a; Path=/\r\n"))
+    async with make_client(ServerSettings()) as c:
+        for _ in range(2):
+            assert (await c.get(server.url + "/v1/models")).text == "ok"
+        assert not c.cookies
+    assert all(name != b"cookie" for head, _ in server.requests for name, _v in head.headers)

@@ -26,7 +26,7 @@ from trigate.formats.base import Codec
 from trigate.gateway import Gateway
 from trigate.telemetry import Exchange
 from trigate.translate import ir
-from trigate.upstream.client import transport_error
+from trigate.upstream.client import parsed_url, transport_error
 from trigate.upstream.providers import Provider, Upstream
 from trigate.upstream.sniff import UsageSniffer, sniffer_for
 from trigate.wire.sse import SSEDecoder, SSEError
@@ -134,7 +134,7 @@ class Attempt:
         self.ex.upstream_headers(headers)  # the effective request id, and the attempt's traceparent
         headers.update(await provider.auth_headers("POST", upstream.url, headers, payload))
         c = self.timeouts.connect
-        req = self.gw.http.build_request("POST", upstream.url, content=payload, headers=headers,
+        req = self.gw.http.build_request("POST", parsed_url(upstream.url), content=payload, headers=headers,
                                          extensions={"timeout": {"connect": c, "pool": c, "read": None,
                                                                  "write": None}})
         with trio.move_on_at(deadline) as scope:
@@ -325,6 +325,8 @@ def framer(framing: str) -> Any:
 
 
 async def close_quietly(resp: httpx.Response) -> None:
+    if resp.is_closed:  # read to the end: the connection is already back in the pool
+        return
     # Shielded so a cancelled (disconnected) client still closes the upstream connection promptly.
     with trio.CancelScope(shield=True), trio.move_on_after(2):
         await resp.aclose()

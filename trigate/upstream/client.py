@@ -3,6 +3,9 @@ HTTP/1.1 transport in h11_transport), and the error mapping of transport failure
 
 from __future__ import annotations
 
+import functools
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+
 import httpx
 
 from trigate.config import ServerSettings
@@ -15,7 +18,17 @@ def make_client(settings: ServerSettings) -> httpx.AsyncClient:
     # No cap on total connections: concurrency is bounded by the gateway's own limits, and a pool cap
     # here would queue streams behind each other invisibly.
     transport = H11Transport(max_idle_per_origin=settings.upstream_keepalive, keepalive_expiry=30.0)
-    return httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False, trust_env=False)
+    # One client serves every caller: a cookie an upstream sets for one request must never ride along
+    # on another caller's request, so the jar accepts none.
+    jar = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+    return httpx.AsyncClient(timeout=timeout, transport=transport, cookies=jar, follow_redirects=False,
+                             trust_env=False)
+
+
+@functools.lru_cache(maxsize=4096)
+def parsed_url(url: str) -> httpx.URL:
+    """An upstream URL parsed once: the same few endpoints are called for every request."""
+    return httpx.URL(url)
 
 
 def transport_error(exc: httpx.HTTPError, provider: str) -> GatewayError:

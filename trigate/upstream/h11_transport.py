@@ -130,14 +130,18 @@ class H11Transport(httpx.AsyncBaseTransport):
         assert out is not None
         content = request.stream
         try:
-            with trio.fail_after(seconds):
-                if isinstance(content, httpx.ByteStream):
-                    # A known body: one write with the head (no extra round of syscalls and wakeups).
-                    for part in content:
-                        out += h.send(h11.Data(data=part)) or b""
-                    out += h.send(h11.EndOfMessage()) or b""
+            if isinstance(content, httpx.ByteStream):
+                # A known body: one write with the head (no extra round of syscalls and wakeups).
+                for part in content:
+                    out += h.send(h11.Data(data=part)) or b""
+                out += h.send(h11.EndOfMessage()) or b""
+                if math.isinf(seconds):
                     await conn.stream.send_all(out)
-                    return
+                else:
+                    with trio.fail_after(seconds):
+                        await conn.stream.send_all(out)
+                return
+            with trio.fail_after(seconds):
                 await conn.stream.send_all(out)
                 async for part in content:  # type: ignore[union-attr]
                     if part:
