@@ -38,6 +38,14 @@ class UsageSniffer:
     def close(self) -> bytes:
         return b""
 
+    @staticmethod
+    def whole_events_without(sse: SSEDecoder, chunk: bytes, markers: tuple[bytes, ...]) -> bool:
+        """True when ``chunk`` is whole events (as a keep-alive upstream sends them, one read each)
+        none of which can matter to the sniffer: then it passes through without being decoded.
+        This is the common case, so the per-chunk cost is a few byte searches."""
+        return (sse.at_boundary and chunk.endswith(b"\n\n") and b"\r" not in chunk
+                and not any(m in chunk for m in markers))
+
     def usage_from_body(self, raw: bytes) -> Usage | None:
         """Usage of a non-streamed body; raises ValueError when the body is not a JSON object."""
         _json_object(raw)
@@ -81,6 +89,8 @@ class OpenAIChatSniffer(UsageSniffer):
             body["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
 
     def feed(self, chunk: bytes) -> bytes:
+        if self.whole_events_without(self._sse, chunk, (b'"usage":{',)):
+            return chunk
         return b"".join(self._event(ev.data) for ev in self._sse.feed(chunk))
 
     def close(self) -> bytes:
@@ -125,6 +135,8 @@ class AnthropicSniffer(UsageSniffer):
         self._sse = SSEDecoder()
 
     def feed(self, chunk: bytes) -> bytes:
+        if self.whole_events_without(self._sse, chunk, (b"message_start", b"message_delta")):
+            return chunk
         for ev in self._sse.feed(chunk):
             if ev.event in ("message_start", "message_delta") and '"usage"' in ev.data:
                 try:
@@ -160,7 +172,11 @@ class ResponsesSniffer(UsageSniffer):
         super().__init__()
         self._sse = SSEDecoder()
 
+    _MARKERS = (b"response.created", b"response.completed", b"response.incomplete", b"response.failed")
+
     def feed(self, chunk: bytes) -> bytes:
+        if self.whole_events_without(self._sse, chunk, self._MARKERS):
+            return chunk
         for ev in self._sse.feed(chunk):
             if ev.event in ("response.created", "response.completed", "response.incomplete", "response.failed"):
                 try:

@@ -35,6 +35,11 @@ class SSEDecoder:
         self._id: str | None = None
         self._pending_cr = False
 
+    @property
+    def at_boundary(self) -> bool:
+        """Between events: nothing of a next event has been seen yet."""
+        return not self._buf and not self._data and self._event is None and not self._pending_cr
+
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         if self._pending_cr and chunk.startswith(b"\n"):
             # the \r ending the previous piece and this \n are one line end
