@@ -23,6 +23,8 @@ class Gateway:
     router: Router
     providers: dict[str, Provider]
     http: httpx.AsyncClient
+    # The transport under ``http``: model calls go to it directly (see upstream/client.py, send).
+    transport: httpx.AsyncBaseTransport
     responses: ResponseStore
     keys: KeyRing
     limiter: Limiter

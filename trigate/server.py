@@ -25,7 +25,7 @@ from trigate.policies.limits import make_limiter
 from trigate.reload import watch
 from trigate.routing import Router
 from trigate.store.responses import open_response_store
-from trigate.upstream.client import make_client
+from trigate.upstream.client import make_client, make_transport
 from trigate.upstream.providers import build_providers
 
 
@@ -86,11 +86,13 @@ async def run_gateway(
                     lambda task_status, s=state: serve_mock(s, shutdown_trigger=mocks_done.wait,
                                                           task_status=task_status))
 
+        transport = make_transport(config.server)
         gw = Gateway(
             config=config,
             router=Router(config),
             providers=build_providers(config, mock_urls),
-            http=make_client(config.server),
+            http=make_client(config.server, transport),
+            transport=transport,
             responses=open_response_store(config.store.responses_path),
             keys=KeyRing(config.auth),
             limiter=make_limiter(config.limits.backend, config.limits.redis_url),

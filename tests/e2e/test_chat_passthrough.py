@@ -11,6 +11,7 @@ import openai
 import pytest
 import trio
 
+import trigate
 from tests.harness import UPSTREAM_KEY, Servers
 from trigate.mock.state import Fault
 
@@ -42,6 +43,9 @@ def test_sync_completion(servers: Servers, mock) -> None:
     assert seen.body["model"] == "gpt-4o-mini"
     # the provider key is injected, the client's own key is not passed on
     assert seen.headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
+    # the gateway names itself, and asks for no compression it would have to undo on the fast path
+    assert seen.headers["user-agent"] == f"trigate/{trigate.__version__}"
+    assert "accept-encoding" not in seen.headers and "cookie" not in seen.headers
 
 
 def test_alias_and_prefix_routes_rewrite_the_model(servers: Servers, mock) -> None:

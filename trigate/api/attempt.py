@@ -26,7 +26,7 @@ from trigate.formats.base import Codec
 from trigate.gateway import Gateway
 from trigate.telemetry import Exchange
 from trigate.translate import ir
-from trigate.upstream.client import parsed_url, transport_error
+from trigate.upstream.client import USER_AGENT, parsed_url, send, transport_error
 from trigate.upstream.providers import Provider, Upstream
 from trigate.upstream.sniff import UsageSniffer, sniffer_for
 from trigate.wire.sse import SSEDecoder, SSEError
@@ -123,7 +123,7 @@ class Attempt:
 
     async def _send(self, provider: Provider, upstream: Upstream, payload: bytes, stream: bool,
                     deadline: float, native: bool) -> httpx.Response:
-        headers = {"content-type": "application/json"}
+        headers = {"content-type": "application/json", "user-agent": USER_AGENT}
         if native:
             for name in _NATIVE_HEADERS.get(self.client.name, ()):
                 value = request.headers.get(name)
@@ -134,12 +134,11 @@ class Attempt:
         self.ex.upstream_headers(headers)  # the effective request id, and the attempt's traceparent
         headers.update(await provider.auth_headers("POST", upstream.url, headers, payload))
         c = self.timeouts.connect
-        req = self.gw.http.build_request("POST", parsed_url(upstream.url), content=payload, headers=headers,
-                                         extensions={"timeout": {"connect": c, "pool": c, "read": None,
-                                                                 "write": None}})
+        req = httpx.Request("POST", parsed_url(upstream.url), content=payload, headers=headers,
+                            extensions={"timeout": {"connect": c, "pool": c, "read": None, "write": None}})
         with trio.move_on_at(deadline) as scope:
             try:
-                resp = await self.gw.http.send(req, stream=stream)
+                resp = await send(self.gw.transport, req)
             except httpx.HTTPError as exc:
                 raise transport_error(exc, provider.name) from None
         if scope.cancelled_caught:

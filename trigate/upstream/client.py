@@ -8,21 +8,38 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 
+from trigate import __version__
 from trigate.config import ServerSettings
 from trigate.errors import GatewayError
 from trigate.upstream.h11_transport import H11Transport
 
+USER_AGENT = f"trigate/{__version__}"
 
-def make_client(settings: ServerSettings) -> httpx.AsyncClient:
-    timeout = httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout, pool=settings.connect_timeout)
+
+def make_transport(settings: ServerSettings) -> H11Transport:
     # No cap on total connections: concurrency is bounded by the gateway's own limits, and a pool cap
     # here would queue streams behind each other invisibly.
-    transport = H11Transport(max_idle_per_origin=settings.upstream_keepalive, keepalive_expiry=30.0)
+    return H11Transport(max_idle_per_origin=settings.upstream_keepalive, keepalive_expiry=30.0)
+
+
+def make_client(settings: ServerSettings, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+    timeout = httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout, pool=settings.connect_timeout)
+    transport = transport or make_transport(settings)
     # One client serves every caller: a cookie an upstream sets for one request must never ride along
     # on another caller's request, so the jar accepts none.
     jar = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
-    return httpx.AsyncClient(timeout=timeout, transport=transport, cookies=jar, follow_redirects=False,
-                             trust_env=False)
+    return httpx.AsyncClient(timeout=timeout, transport=transport, cookies=jar, headers={"user-agent": USER_AGENT},
+                             follow_redirects=False, trust_env=False)
+
+
+async def send(transport: httpx.AsyncBaseTransport, request: httpx.Request) -> httpx.Response:
+    """A model call's request, straight to the transport. AsyncClient.send adds auth and redirect
+    flows, event hooks, a cookie jar and per-request URL and header merging, none of which a model
+    call uses; skipping them was ~10% of the gateway's CPU per request (py-spy). The request must be
+    complete (absolute URL, all headers, timeouts in its extensions)."""
+    response = await transport.handle_async_request(request)
+    response.request = request
+    return response
 
 
 @functools.lru_cache(maxsize=4096)
