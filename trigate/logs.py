@@ -38,8 +38,10 @@ def setup_logging(access_log: bool, max_queued: int = 10_000) -> logging.handler
     out = logging.StreamHandler(sys.stderr)
     out.setFormatter(logging.Formatter("%(message)s"))
     listener = logging.handlers.QueueListener(q, out, respect_handler_level=False)
-    # Records are only ever formatted as their message: skip collecting thread and process names.
+    # Records are only ever formatted as their message: skip collecting thread and process names and
+    # walking the stack for the caller's file and line (the logging HOWTO's "Optimization" settings).
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging._srcfile = None
     root = logging.getLogger()
     root.handlers[:] = [DroppingQueueHandler(q)]
     root.setLevel(logging.INFO)

@@ -72,6 +72,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "--quick 200,1000); capped by the open-files limit")
     p.add_argument("--slow-seconds", type=float, help="length of each slow stream, s (default 30, --quick 5)")
     p.add_argument("--slow-token-ms", type=float, default=50.0, help="upstream token interval (default 50)")
+    p.add_argument("--slow-ramp-rate", type=float, default=500.0,
+                   help="new slow streams opened per second (default 500); a gateway that sets streams up slower "
+                   "than this falls behind before the streams even run: lower it to measure memory at full N")
     p.add_argument("--slow-upstream", choices=("lean", "mock"), default="lean",
                    help="fake upstream for the slow streams: lean (scripts/bench_lib/sseupstream.py, default) or "
                    "mock (trigate mock --token-delay-ms; saturates at a few thousand chunks/s on a shared core)")
@@ -556,7 +559,7 @@ end
             if n < n_req:
                 self.notes.append(f"slow streams: N={n_req} does not fit one gateway process here (open-files hard "
                                   f"limit {hard}, a stream holds 2 descriptors in the gateway): ran N={n}")
-            ramp = max(1.0, n / 500)
+            ramp = max(1.0, n / a.slow_ramp_rate)
             timeout = ramp + a.slow_seconds * 1.5 + 10
             row: dict[str, Any] = {"n": n, "requested_n": n_req, "ramp_s": ramp}
             runs: list[tuple[str, str | None]] = []

@@ -141,17 +141,7 @@ def build(res: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any
             if largest is None or n >= largest["n"]:
                 largest = row
         if largest is not None:
-            n = largest["n"]
-            note = "" if n >= 10_000 else f"at N={n}, not 10,000" + (
-                " (open-files limit)" if largest.get("requested_n", n) > n else "")
-            targets.append(_target("slow streams: <= 100 KiB RSS per stream (10,000 streams)",
-                                   _get(largest, "trigate", "rss_per_stream_kb"), "<=", 100, "KiB", note))
-            targets.append(_target("slow streams: chunk delay p99 <= 20 ms (10,000 streams)",
-                                   _get(largest, "trigate", "delay_ms", "p99"), "<=", 20, "ms", note))
-            if n < 10_000:
-                for t in targets[-2:]:
-                    if t["status"] == "PASS":
-                        t["status"] = "PASS*"
+            targets += _slow_stream_targets(largest, [r for r in w4["runs"].values() if _held_fully(r)])
 
     if w5:
         one, two = _get(w5, "1 worker", "rps"), _get(w5, "2 workers", "rps")
@@ -167,6 +157,40 @@ def build(res: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any
 
 def _mib(kb: float | None) -> float | None:
     return None if kb is None else kb / 1024
+
+
+def _held_fully(row: dict[str, Any]) -> bool:
+    """The gateway really held (nearly) all N streams at once and completed them; a run where it fell
+    behind says nothing about memory per stream at that N."""
+    n = row["n"]
+    return (_get(row, "trigate", "held_streams_peak") or 0) >= 0.9 * n and \
+        (_get(row, "trigate", "completed") or 0) >= 0.9 * n
+
+
+def _slow_stream_targets(largest: dict[str, Any], held: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    n = largest["n"]
+    limit = " (open-files limit)" if largest.get("requested_n", n) > n else ""
+    behind = "" if _held_fully(largest) else (
+        f"the gateway held at most {_get(largest, 'trigate', 'held_streams_peak')} streams at once "
+        f"and completed {_get(largest, 'trigate', 'completed')}: CPU-bound, it falls behind")
+    delay_note = "; ".join(x for x in ("" if n >= 10_000 else f"at N={n}, not 10,000{limit}", behind) if x)
+    delay = _target("slow streams: chunk delay p99 <= 20 ms (10,000 streams)",
+                    _get(largest, "trigate", "delay_ms", "p99"), "<=", 20, "ms", delay_note)
+    if behind:
+        delay["status"] = "MISS"
+    best = max(held, key=lambda r: r["n"]) if held else None
+    if best is None:
+        rss = _target("slow streams: <= 100 KiB RSS per stream (10,000 streams)", None, "<=", 100, "KiB",
+                      "no run where the gateway held (nearly) all its streams at once")
+    else:
+        rss_note = "" if best["n"] >= 10_000 else f"at N={best['n']}, the largest N held at once, not 10,000"
+        rss = _target("slow streams: <= 100 KiB RSS per stream (10,000 streams)",
+                      _get(best, "trigate", "rss_per_stream_kb"), "<=", 100, "KiB", rss_note)
+    if delay["status"] == "PASS" and n < 10_000:
+        delay["status"] = "PASS*"
+    if rss["status"] == "PASS" and best is not None and best["n"] < 10_000:
+        rss["status"] = "PASS*"
+    return [rss, delay]
 
 
 def _target(name: str, value: float | None, op: str, limit: float, unit: str, note: str = "") -> dict[str, Any]:
