@@ -15,6 +15,7 @@ from trigate.policies.limits import Limiter
 from trigate.routing import Router
 from trigate.store.responses import ResponseStore
 from trigate.upstream.providers import Provider
+from trigate.upstream.stream_watch import StreamWatch
 
 
 @define
@@ -42,6 +43,8 @@ class Gateway:
     services: Any = None
     # Metrics, traces, cost ledger and access log (trigate.observability.Telemetry).
     telemetry: Any = None
+    # Idle and total deadlines of relayed streams (its task runs in ``services``).
+    stream_watch: StreamWatch = field(factory=StreamWatch)
     _idle: trio.Event = field(factory=trio.Event)
 
     def __attrs_post_init__(self) -> None:

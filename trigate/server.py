@@ -101,6 +101,7 @@ async def run_gateway(
         )
         gw.services = nursery
         await nursery.start(gw.limiter.run)
+        await nursery.start(gw.stream_watch.run)
         app = create_app(gw)
 
         stop = trio.Event()
@@ -176,6 +177,7 @@ async def run_gateway(
                     await serve(gw.asgi(app), hc, shutdown_trigger=trigger,  # type: ignore[arg-type]
                                 task_status=task_status)
             finally:
+                gw.stream_watch.close()
                 with trio.CancelScope(shield=True):
                     await gw.http.aclose()
                     await gw.responses.aclose()

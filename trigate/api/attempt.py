@@ -29,6 +29,7 @@ from trigate.translate import ir
 from trigate.upstream.client import USER_AGENT, parsed_url, send, transport_error
 from trigate.upstream.providers import Provider, Upstream
 from trigate.upstream.sniff import UsageSniffer, sniffer_for
+from trigate.upstream.stream_watch import StreamWatch
 from trigate.wire.sse import SSEDecoder, SSEError
 
 # Client headers a provider of the same format must see to behave as the client expects.
@@ -230,7 +231,7 @@ class Attempt:
         sent = False
         try:
             try:
-                async for chunk in chunks(resp, dl, self.timeouts, provider):
+                async for chunk in chunks(resp, dl, self.timeouts, provider, self.gw.stream_watch):
                     out = sniffer.feed(chunk)
                     if out:
                         sent = True
@@ -272,7 +273,7 @@ class Attempt:
 
         try:
             try:
-                async for chunk in chunks(resp, dl, self.timeouts, provider):
+                async for chunk in chunks(resp, dl, self.timeouts, provider, self.gw.stream_watch):
                     out = b""
                     for event in frames.feed(chunk):
                         out += emit(decoder.feed(event))
@@ -331,23 +332,31 @@ async def close_quietly(resp: httpx.Response) -> None:
         await resp.aclose()
 
 
-async def chunks(resp: httpx.Response, dl: Deadlines, t: Timeouts, provider: Provider) -> AsyncIterator[bytes]:
-    """The upstream body, chunk by chunk, under the idle and total deadlines."""
+async def chunks(resp: httpx.Response, dl: Deadlines, t: Timeouts, provider: Provider,
+                 watch: StreamWatch) -> AsyncIterator[bytes]:
+    """The upstream body, chunk by chunk, under the idle and total deadlines (kept by ``watch``, which
+    closes the response when one passes: no cancel scope per chunk)."""
+    w = watch.watch(resp.aclose, dl.idle, dl.total)
     it = resp.aiter_raw().__aiter__()
-    while True:
-        idle_at = trio.current_time() + dl.idle if dl.idle is not None else math.inf
-        with trio.move_on_at(min(idle_at, dl.total)) as scope:
+    try:
+        while True:
+            w.waiting_since = trio.current_time()
             try:
                 chunk = await it.__anext__()
             except StopAsyncIteration:
                 return
             except httpx.HTTPError as exc:
-                raise transport_error(exc, provider.name) from None
-        if scope.cancelled_caught:
-            if idle_at <= dl.total:
+                if w.expired is None:
+                    raise transport_error(exc, provider.name) from None
+                chunk = b""
+            w.waiting_since = None
+            if w.expired == "idle":
                 raise timeout_error("no data between stream chunks", t.idle, provider.name)
-            raise timeout_error("the whole exchange took too long", t.total, provider.name)
-        yield chunk
+            if w.expired == "total":
+                raise timeout_error("the whole exchange took too long", t.total, provider.name)
+            yield chunk
+    finally:
+        watch.unwatch(w)
 
 
 async def prime(gen: AsyncIterator[bytes], dl: Deadlines, t: Timeouts, provider: Provider, usage_source: Any) -> Result:
