@@ -53,6 +53,10 @@ class ServerSettings:
     reload_poll_seconds: float = 1.0
     # Idle keep-alive connections kept per upstream host (more are closed when their exchange ends).
     upstream_keepalive: int = 512
+    # CPython's cyclic GC thresholds for the serving process (gc.set_threshold). Python's defaults
+    # (700, 10, 10) run a full collection every few seconds under load, and a full pass over thousands
+    # of live streams' objects takes hundreds of ms, felt by every stream at once; see README, Benchmarks.
+    gc_thresholds: tuple[int, int, int] = (20_000, 20, 10)
 
 
 @define(frozen=True)
@@ -288,6 +292,8 @@ def _check(cfg: Config) -> list[str]:
     problems = []
     if not 0 <= cfg.listen.port <= 65535:
         problems.append(f"listen.port: {cfg.listen.port} is not a TCP port")
+    if any(t < 0 for t in cfg.server.gc_thresholds):
+        problems.append(f"server.gc_thresholds: {list(cfg.server.gc_thresholds)} must not be negative")
     if cfg.server.upstream_keepalive < 0:
         problems.append(f"server.upstream_keepalive: {cfg.server.upstream_keepalive} is negative")
     from trigate.upstream.profiles import load_profiles

@@ -56,6 +56,11 @@ def test_bad_field_paths_are_named() -> None:
         "providers.p.api_key: environment variable MISSING_VAR is not set"]
     assert problems({"models": [{"provider": "p"}]}) == ["models[0].name: required field missing"]
     assert problems([1]) == ["<root>: the config must be a mapping"]
+    assert problems({"server": {"gc_thresholds": [700, -1, 10]}}) == [
+        "server.gc_thresholds: [700, -1, 10] must not be negative"]
+    assert problems({"server": {"upstream_keepalive": -3}}) == ["server.upstream_keepalive: -3 is negative"]
+    assert parse_config({"auth": {"open": True}, "server": {"gc_thresholds": [1000, 5, 5]}},
+                        env={}).server.gc_thresholds == (1000, 5, 5)
 
 
 def test_routing_exact_wildcards_and_captures() -> None:
