@@ -54,9 +54,9 @@ class ServerSettings:
     # Idle keep-alive connections kept per upstream host (more are closed when their exchange ends).
     upstream_keepalive: int = 512
     # CPython's cyclic GC thresholds for the serving process (gc.set_threshold; read at start, not on
-    # reload). Python's defaults
-    # (700, 10, 10) run a full collection every few seconds under load, and a full pass over thousands
-    # of live streams' objects takes hundreds of ms, felt by every stream at once; see README, Benchmarks.
+    # reload). Python's defaults (700, 10, 10) run a full collection every few seconds under load, and a
+    # full pass over thousands of live streams' objects takes hundreds of ms, felt by every stream at
+    # once; see README, Benchmarks.
     gc_thresholds: tuple[int, int, int] = (20_000, 20, 10)
 
 
