@@ -17,6 +17,7 @@ import cattrs
 import yaml
 from attrs import define, field
 
+from trigate.observability.cost import Price
 from trigate.realtime.settings import RealtimeSettings
 
 # Kinds with their own code; OpenAI-compatible profiles in providers/*.toml add more (see profiles.py).
@@ -216,18 +217,6 @@ class TracingConfig:
 
 
 @define(frozen=True)
-class PriceSpec:
-    """USD per million tokens; unset rates fall back to input / output."""
-
-    input: float
-    output: float
-    cached_input: float | None = None
-    cache_write: float | None = None
-    audio_input: float | None = None
-    audio_output: float | None = None
-
-
-@define(frozen=True)
 class ObservabilityConfig:
     metrics: bool = True  # serve GET /metrics (Prometheus)
     metrics_require_admin: bool = False  # /metrics only with an admin key (auth.admin_keys)
@@ -236,7 +225,7 @@ class ObservabilityConfig:
     log_body_max_bytes: int = 16384
     tracing: TracingConfig = field(factory=TracingConfig)
     # Model name -> price, over the shipped table (trigate/data/prices.toml); same name matching.
-    prices: dict[str, PriceSpec] = field(factory=dict)
+    prices: dict[str, Price] = field(factory=dict)
 
 
 @define(frozen=True)

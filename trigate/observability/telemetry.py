@@ -20,7 +20,7 @@ import trio
 from quart import Quart, Response
 
 from trigate.config import Config
-from trigate.observability.cost import PriceTable, load_shipped, price_from
+from trigate.observability.cost import PriceTable, load_shipped
 from trigate.observability.ledger import Ledger, Table, entry
 from trigate.observability.metrics import Metrics
 from trigate.observability.names import api_for_path, operation_name, semconv_provider
@@ -78,10 +78,7 @@ class Telemetry:
         self.log_body_max_bytes = obs.log_body_max_bytes
         self.metrics_enabled = obs.metrics
         self.metrics_require_admin = obs.metrics_require_admin
-        overrides = {name: price_from({k: getattr(p, k) for k in ("input", "output", "cached_input", "cache_write",
-                                                                   "audio_input", "audio_output")})
-                     for name, p in obs.prices.items()}
-        self.prices = PriceTable(shipped_prices(), overrides)
+        self.prices = PriceTable(shipped_prices(), dict(obs.prices))
 
     def refresh(self) -> None:
         cfg = self.gw.config if self.gw is not None else None
