@@ -5,11 +5,14 @@ official sync and async SDKs alike."""
 from __future__ import annotations
 
 import logging
+import subprocess
 import threading
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+import httpx
 import trio
 import trio.lowlevel
 
@@ -145,3 +148,17 @@ def openai_config(mock_url: str, **extra: Any) -> dict[str, Any]:
     }
     cfg.update(extra)
     return cfg
+
+
+def wait_healthy(proc: subprocess.Popen[Any], url: str, seconds: float, log: Callable[[], str] = lambda: "") -> None:
+    """Wait until a ``trigate serve`` process answers /health; fails with its log if it exits first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert proc.poll() is None, log()
+        assert time.monotonic() < deadline, "gateway did not come up"
+        time.sleep(0.05)

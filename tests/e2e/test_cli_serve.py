@@ -7,13 +7,14 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import openai
+
+from tests.harness import wait_healthy
 
 NO_KEYS = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
 
@@ -31,16 +32,7 @@ def serve(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
                             env=NO_KEYS, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "gateway did not come up"
-            time.sleep(0.05)
+        wait_healthy(proc, url, 20, lambda: proc.stderr.read() if proc.stderr else "")
         yield proc, url
     finally:
         if proc.poll() is None:

@@ -22,7 +22,7 @@ import openai
 import pytest
 import yaml
 
-from tests.harness import UPSTREAM_KEY, Servers
+from tests.harness import UPSTREAM_KEY, Servers, wait_healthy
 from trigate.mock.state import Fault
 
 KEYS = {"team-a": "sk-team-a-0001", "team-b": "sk-team-b-0002", "narrow": "sk-narrow-0003",
@@ -387,16 +387,7 @@ def gateway_process(config: dict[str, Any], path: Path) -> Iterator[tuple[subpro
                             stderr=log, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, path.with_suffix(".log").read_text()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_healthy(proc, url, 20, path.with_suffix(".log").read_text)
         yield proc, url
     finally:
         proc.terminate()

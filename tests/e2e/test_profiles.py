@@ -5,15 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import openai
 import yaml
 
 from tests.e2e.test_cli_serve import free_port
-from tests.harness import UPSTREAM_KEY, Servers, openai_config
+from tests.harness import UPSTREAM_KEY, Servers, openai_config, wait_healthy
 
 
 def test_a_new_provider_from_a_profile_file_alone(tmp_path: Path) -> None:
@@ -42,14 +40,7 @@ def test_a_new_provider_from_a_profile_file_alone(tmp_path: Path) -> None:
                                 env=env, stderr=subprocess.DEVNULL)
         try:
             url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    if httpx.get(url + "/health", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline
-                    time.sleep(0.05)
+            wait_healthy(proc, url, 20)
             client = openai.OpenAI(base_url=url + "/v1", api_key="k", max_retries=0)
             r = client.chat.completions.create(model="acme/acme-large", messages=[{"role": "user", "content": "hi"}],
                                                max_completion_tokens=50, logit_bias={"50256": -100})

@@ -6,11 +6,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 
 from tests.e2e.test_cli_serve import NO_KEYS, free_port
+from tests.harness import wait_healthy
 
 
 def test_two_workers_share_the_port_and_the_metrics(tmp_path) -> None:
@@ -20,16 +20,7 @@ def test_two_workers_share_the_port_and_the_metrics(tmp_path) -> None:
                             env=env, stderr=open(tmp_path / "log", "w"))
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, (tmp_path / "log").read_text()
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_healthy(proc, url, 30, (tmp_path / "log").read_text)
         body = {"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]}
         for _ in range(30):  # new connections each time: the kernel spreads them over the workers
             assert httpx.post(url + "/v1/chat/completions", json=body).status_code == 200
