@@ -302,6 +302,14 @@ class Bench:
         t = self.targets[target]
         return t.get("cpu") or t.get("proc")
 
+    def saturate_round(self, r: int, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One logged saturation run of non-streamed chat completions (workloads 1 and 5)."""
+        a = self.a
+        res = self.saturate(name, "/v1/chat/completions", body, a.seconds, a.concurrency)
+        log(f"  round {r + 1} {name:9s} {res['rps']:8.1f} req/s  p50 {res['p50_ms']:.1f} ms  "
+            f"p99 {res['p99_ms']:.1f} ms  errors {res['errors']}  {fmt(res['per_cpu_s'], 0)} req per CPU-second")
+        return res
+
     def saturate(self, target: str, path: str, body: dict[str, Any], seconds: float, conc: int,
                  expect: str = "") -> dict[str, Any]:
         """Closed loop at ``conc`` connections for ``seconds`` (after a 1 s warm-up): wrk when available,
@@ -400,11 +408,7 @@ end
         for r in range(a.rounds):
             for name in self.names():
                 self.only_running(None if name == "direct" else name)
-                res = self.saturate(name, "/v1/chat/completions", body, a.seconds, a.concurrency)
-                sat[name].append(res)
-                log(f"  round {r + 1} {name:8s} {res['rps']:8.1f} req/s  p50 {res['p50_ms']:.1f} ms  "
-                    f"p99 {res['p99_ms']:.1f} ms  errors {res['errors']}  "
-                    f"{fmt(res['per_cpu_s'], 0)} req per CPU-second")
+                sat[name].append(self.saturate_round(r, name, body))
         out: dict[str, Any] = {"saturation": {n: {"rps": median([x["rps"] for x in v]),
                                                   "per_cpu_s": median([x["per_cpu_s"] for x in v]),
                                                   "p50_ms": median([x["p50_ms"] for x in v]),
@@ -644,11 +648,7 @@ end
             for r in range(a.rounds):
                 for name in self.targets:
                     self.only_running(None if name == "direct" else name)
-                    res = self.saturate(name, "/v1/chat/completions", body, a.seconds, a.concurrency)
-                    runs[name].append(res)
-                    log(f"  round {r + 1} {name:9s} {res['rps']:8.1f} req/s  p50 {res['p50_ms']:.1f} ms  "
-                        f"p99 {res['p99_ms']:.1f} ms  errors {res['errors']}  "
-                        f"{fmt(res['per_cpu_s'], 0)} req per CPU-second")
+                    runs[name].append(self.saturate_round(r, name, body))
         finally:
             self.only_running(None)
             self.cpus.client = cpus_client
