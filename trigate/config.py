@@ -415,7 +415,8 @@ def default_config(env: Mapping[str, str] | None = None) -> Config:
     """The embedded default: loopback, the built-in mock provider, plus providers with keys in env."""
     env = os.environ if env is None else env
     providers: dict[str, ProviderConfig] = {"mock": ProviderConfig(kind="mock")}
-    models = [ModelRoute(name="mock/*", provider="mock"), ModelRoute(name="mock-*", provider="mock")]
+    # mock-* is expanded so that /v1/models lists the mock's own models on the embedded default.
+    models = [ModelRoute(name="mock/*", provider="mock"), ModelRoute(name="mock-*", provider="mock", expand=True)]
     from trigate.upstream.profiles import load_profiles
 
     found = dict(ENV_PROVIDERS)
