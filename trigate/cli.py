@@ -14,7 +14,12 @@ from trigate.logs import setup_logging
 
 
 def _load(path: str | None) -> Config:
-    return default_config() if path is None else load_config(path)
+    """The config ``serve`` and ``check`` both accept: valid, and every provider buildable as serving builds it."""
+    from trigate.upstream.providers import check_providers
+
+    cfg = default_config() if path is None else load_config(path)
+    check_providers(cfg)
+    return cfg
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -40,7 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config)
+    cfg = _load(args.config)
     print(f"{args.config}: ok ({len(cfg.providers)} providers, {len(cfg.models)} model routes)")
     return 0
 

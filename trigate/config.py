@@ -336,19 +336,88 @@ def _check(cfg: Config) -> list[str]:
         problems.append("auth: no client keys configured; add auth.keys, or set auth.open: true to serve "
                         "without keys (keep the listen address on loopback then)")
     seen_ids: set[str] = set()
-    for i, k in enumerate(cfg.auth.keys + cfg.auth.admin_keys):
+    labelled = [(f"auth.keys[{i}]", k) for i, k in enumerate(cfg.auth.keys)]
+    labelled += [(f"auth.admin_keys[{i}]", k) for i, k in enumerate(cfg.auth.admin_keys)]
+    for where, k in labelled:
         if k.id in seen_ids:
-            problems.append(f"auth.keys[{i}].id: duplicate key id {k.id!r}")
+            problems.append(f"{where}.id: duplicate key id {k.id!r}")
         seen_ids.add(k.id)
+        problems += _check_rates(where, k)
         if bool(k.key) == bool(k.key_sha256):
             problems.append(f"auth key {k.id!r}: give exactly one of key or key_sha256")
         elif k.key_sha256 and not re.fullmatch(r"[0-9a-f]{64}", k.key_sha256):
             problems.append(f"auth key {k.id!r}.key_sha256: must be 64 lowercase hex digits")
     problems += _check_observability(cfg.observability)
+    problems += _check_numbers(cfg)
     if cfg.limits.backend not in ("memory", "redis"):
         problems.append("limits.backend: must be memory or redis")
     if cfg.limits.backend == "redis" and not cfg.limits.redis_url:
         problems.append("limits.redis_url: required for the redis backend (redis://host:port/db)")
+    return problems
+
+
+def _positive_int(where: str, value: int | None) -> list[str]:
+    return [] if value is None or value > 0 else [f"{where}: must be a positive integer, got {value}"]
+
+
+def _positive(where: str, value: float | None) -> list[str]:
+    # written so that NaN (YAML .nan), for which every comparison is false, is refused too
+    return [] if value is None or value > 0 else [f"{where}: must be positive, got {value}"]
+
+
+def _not_negative(where: str, value: float) -> list[str]:
+    return [] if value >= 0 else [f"{where}: must not be negative, got {value}"]
+
+
+def _check_rates(where: str, limits: ClientKey | ModelRoute | GlobalLimits) -> list[str]:
+    # Zero is refused too: a limit of 0 would reject every request; remove the key or route instead.
+    problems = []
+    for name in ("rpm", "tpm", "max_concurrent"):
+        problems += _positive_int(f"{where}.{name}", getattr(limits, name))
+    return problems
+
+
+def _check_timeouts(where: str, t: Timeouts | None) -> list[str]:
+    if t is None:
+        return []
+    problems = []
+    for name in ("connect", "first_token", "idle", "total"):
+        problems += _positive(f"{where}.{name}", getattr(t, name))
+    return problems
+
+
+def _check_retry(where: str, r: RetryPolicy | None) -> list[str]:
+    if r is None:
+        return []
+    problems = _positive_int(f"{where}.attempts", r.attempts)
+    for name in ("backoff_base", "backoff_max", "retry_after_max"):
+        problems += _not_negative(f"{where}.{name}", getattr(r, name))
+    return problems
+
+
+def _check_numbers(cfg: Config) -> list[str]:
+    """Counts, limits and durations that would make no sense (or hang or refuse everything) when negative
+    or zero; auth keys are checked with the rest of auth."""
+    s = cfg.server
+    problems = _not_negative("server.graceful_timeout", s.graceful_timeout)
+    problems += _positive_int("server.max_body_bytes", s.max_body_bytes)
+    for name in ("connect_timeout", "read_timeout", "reload_poll_seconds"):
+        problems += _positive(f"server.{name}", getattr(s, name))
+    problems += _not_negative("server.models_cache_seconds", s.models_cache_seconds)
+    for name, p in cfg.providers.items():
+        problems += _not_negative(f"providers.{name}.latency_ms", p.latency_ms)
+        problems += _not_negative(f"providers.{name}.token_delay_ms", p.token_delay_ms)
+    for i, m in enumerate(cfg.models):
+        problems += _check_rates(f"models[{i}]", m)
+        problems += _check_timeouts(f"models[{i}].timeouts", m.timeouts)
+        problems += _check_retry(f"models[{i}].retry", m.retry)
+    problems += _check_rates("limits.global_limits", cfg.limits.global_limits)
+    problems += _not_negative("limits.default_output_reserve", cfg.limits.default_output_reserve)
+    problems += _check_timeouts("timeouts", cfg.timeouts)
+    problems += _check_retry("retry", cfg.retry)
+    problems += _positive_int("health.eject_after", cfg.health.eject_after)
+    problems += _positive("health.eject_seconds", cfg.health.eject_seconds)
+    problems += _positive("health.eject_max_seconds", cfg.health.eject_max_seconds)
     return problems
 
 
@@ -389,15 +458,25 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
     return cfg
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's message on one line (its own spans several, with the file name and a caret)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark, what = exc.problem_mark, ": ".join(p for p in (exc.context, exc.problem) if p)
+        return f"<file>: invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {what}"
+    return "<file>: invalid YAML: " + " ".join(str(exc).split())
+
+
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"<file>: cannot read {path}: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"<file>: {path} is not UTF-8 text (byte {exc.start})"]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([f"<file>: invalid YAML: {exc}"]) from None
+        raise ConfigError([_yaml_problem(exc)]) from None
     return parse_config(data, env)
 
 

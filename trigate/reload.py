@@ -3,8 +3,9 @@
 A reload builds the new routing, providers, keys and limits off to the side and swaps them into the
 Gateway in one step between two awaits (trio runs one task at a time, so no request sees a mix).
 Requests already running keep the provider and route objects they resolved. A config that fails to
-load or validate is reported and the running one stays. Listen address, response store and embedded
-mocks need a restart; a change to them is reported, not applied.
+load, validate or build (anything going wrong before the swap) is reported in one log line and the
+running one stays. Listen address, response store and embedded mocks need a restart; a change to them
+is reported, not applied (a reload adding an embedded mock is refused).
 """
 
 from __future__ import annotations
@@ -34,14 +35,14 @@ async def apply(gw: Gateway, new: Config, mock_urls: dict[str, str]) -> list[str
         notes.append("listen address changed: restart to apply")
     if new.store != old.store:
         notes.append("store changed: restart to apply")
-    providers = build_providers(new, mock_urls)
+    providers, router, keys = build_providers(new, mock_urls), Router(new), KeyRing(new.auth)
     limiter = gw.limiter
     if (new.limits.backend, new.limits.redis_url) != (old.limits.backend, old.limits.redis_url):
         limiter = make_limiter(new.limits.backend, new.limits.redis_url)
         await gw.services.start(limiter.run)
     old_providers, old_limiter = gw.providers, gw.limiter
     # the swap: no await between these assignments
-    gw.config, gw.router, gw.providers, gw.keys, gw.limiter = new, Router(new), providers, KeyRing(new.auth), limiter
+    gw.config, gw.router, gw.providers, gw.keys, gw.limiter = new, router, providers, keys, limiter
     gw.balancer.health = new.health
     gw.reloads += 1
     # Old providers may still serve in-flight requests; their resources (token refreshers) are small
@@ -55,10 +56,15 @@ async def apply(gw: Gateway, new: Config, mock_urls: dict[str, str]) -> list[str
 async def reload_from(gw: Gateway, path: str, mock_urls: dict[str, str]) -> bool:
     try:
         new = load_config(path)
+        notes = await apply(gw, new, mock_urls)
     except ConfigError as exc:
         log.error("config reload failed, keeping the running config: %s", "; ".join(exc.problems))
         return False
-    for note in await apply(gw, new, mock_urls):
+    except Exception as exc:  # whatever it was, a reload must never take the gateway down
+        log.error("config reload failed, keeping the running config: %s: %s", type(exc).__name__,
+                  " ".join(str(exc).split()))
+        return False
+    for note in notes:
         log.warning("config reload: %s", note)
     log.info("config reloaded from %s (%d providers, %d model routes)", path, len(new.providers), len(new.models))
     return True

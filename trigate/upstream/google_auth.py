@@ -64,16 +64,40 @@ def make_assertion(info: dict[str, Any], now: float) -> str:
     return f"{signing_input.decode()}.{_b64url(signature)}"
 
 
+def read_service_account(path: str) -> dict[str, Any]:
+    """The service-account key file at ``path``, checked enough to mint tokens from; ValueError with a
+    one-line reason otherwise (so ``trigate check`` and a reload catch it, not the first request)."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        info = json.loads(text)
+    except ValueError:
+        raise ValueError(f"{path} is not JSON (a service-account key file)") from None
+    if not isinstance(info, dict):
+        raise ValueError(f"{path} is not a service-account key file (not a JSON object)")
+    missing = [key for key in ("client_email", "private_key", "token_uri") if not isinstance(info.get(key), str)]
+    if missing:
+        raise ValueError(f"{path} lacks {', '.join(missing)} (not a service-account key file)")
+    try:
+        serialization.load_pem_private_key(info["private_key"].encode(), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise ValueError(f"{path}: private_key is not an unencrypted PEM private key") from None
+    return info
+
+
 class ServiceAccountTokens:
     def __init__(self, info: dict[str, Any]) -> None:
-        for key in ("client_email", "private_key", "token_uri"):
-            if key not in info:
-                raise ValueError(f"service account file lacks {key!r}")
         self._info = info
         self._token: str | None = None
         self._expires = 0.0
         self._lock = trio.Lock()
-        self._http = httpx.AsyncClient(timeout=30, trust_env=False)
+        # Made on first refresh: building a provider (check, a reload that is then refused) holds nothing.
+        self._http: httpx.AsyncClient | None = None
 
     async def token(self) -> str:
         now = time.time()
@@ -93,6 +117,8 @@ class ServiceAccountTokens:
             "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
             "assertion": make_assertion(self._info, now),
         }
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=30, trust_env=False)
         try:
             r = await self._http.post(self._info["token_uri"], data=data)
         except httpx.HTTPError as exc:
@@ -106,12 +132,13 @@ class ServiceAccountTokens:
         self._expires = now + float(body.get("expires_in", 3600))
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.aclose()
 
 
 def token_source(pc: ProviderConfig) -> TokenSource:
+    """Raises ValueError (see ``read_service_account``) for an unusable credentials file."""
     if pc.access_token:
         return StaticToken(pc.access_token)
     assert pc.credentials_file is not None
-    info = json.loads(Path(pc.credentials_file).read_text())
-    return ServiceAccountTokens(info)
+    return ServiceAccountTokens(read_service_account(pc.credentials_file))

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from attrs import define, field
 
-from trigate.config import Config, ProviderConfig
+from trigate.config import Config, ConfigError, ProviderConfig
 from trigate.errors import GatewayError
 from trigate.upstream.profiles import Profile, Quirks, load_profiles
 
@@ -388,8 +388,30 @@ class CohereProvider(Provider):
 
 
 def build_providers(config: Config, mock_urls: dict[str, str]) -> dict[str, Provider]:
-    """``mock_urls`` maps mock provider names to the base URL of their running embedded mock."""
-    return {name: make_provider(name, pc, mock_urls.get(name)) for name, pc in config.providers.items()}
+    """The one way providers are made from a config: at serve start, on reload and by ``trigate check``
+    (``check_providers``), so a config that passes check cannot fail here. ``mock_urls`` maps mock
+    provider names to the base URL of their running embedded mock. Raises ConfigError naming the field
+    of every provider that cannot be built; building holds no resources, so a refused config leaves
+    nothing to close."""
+    providers: dict[str, Provider] = {}
+    problems: list[str] = []
+    for name, pc in config.providers.items():
+        try:
+            providers[name] = make_provider(name, pc, mock_urls.get(name))
+        except ConfigError as exc:
+            problems += exc.problems
+    if problems:
+        raise ConfigError(problems)
+    return providers
+
+
+# Stands in for an embedded mock's address when nothing runs (check): only its presence matters.
+_NOT_STARTED_MOCK = "http://127.0.0.1:0"
+
+
+def check_providers(config: Config) -> None:
+    """Build every provider exactly as serving would, without starting anything; raises ConfigError."""
+    build_providers(config, {name: _NOT_STARTED_MOCK for name, pc in config.providers.items() if pc.kind == "mock"})
 
 
 def _base(pc: ProviderConfig, default: str) -> str:
@@ -402,7 +424,9 @@ def make_provider(name: str, pc: ProviderConfig, mock_url: str | None = None) ->
     if kind == "mock":
         base = pc.base_url or mock_url
         if base is None:
-            raise ValueError(f"mock provider {name!r} has no running mock")
+            # Embedded mocks start with the gateway only, so one added by a reload has none.
+            raise ConfigError([f"providers.{name}: no embedded mock is running for it (they start with the "
+                               "gateway: restart, or give base_url)"])
         base = base.rstrip("/")
         return OpenAIProvider(base_url=base if base.endswith("/v1") else base + "/v1", **common)
     if kind == "openai":
@@ -418,13 +442,17 @@ def make_provider(name: str, pc: ProviderConfig, mock_url: str | None = None) ->
     if kind == "vertex":
         from trigate.upstream.google_auth import token_source
 
+        try:
+            tokens = token_source(pc)
+        except ValueError as exc:
+            raise ConfigError([f"providers.{name}.credentials_file: {exc}"]) from None
         location = pc.region or "global"
         host = "aiplatform.googleapis.com" if location == "global" else f"{location}-aiplatform.googleapis.com"
         return VertexProvider(
             base_url=_base(pc, f"https://{host}"),
             project=pc.project or "",
             location=location,
-            tokens=token_source(pc),
+            tokens=tokens,
             ranking_base_url=_base(pc, "https://discoveryengine.googleapis.com"),
             **common,
         )
