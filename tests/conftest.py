@@ -1,16 +1,13 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import socket
-import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import settings
 
-from tests.harness import UPSTREAM_KEY, LogCapture, Servers, openai_config
+from tests.harness import UPSTREAM_KEY, LogCapture, Servers, openai_config, start_redis
 
 # Property tests check behaviour, not speed: Hypothesis's default 200 ms deadline per example is a
 # timing assertion, and on a shared CI machine a GC pause or a noisy neighbour turns it into a flake.
@@ -45,28 +42,10 @@ def mock(servers: Servers):
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real redis-server of the suite's own, on a free loopback port (CI installs the package)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed (apt-get install redis-server); the Redis tests need it")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    workdir = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as c:
-                c.sendall(b"PING\r\n")
-                if c.recv(16).startswith(b"+PONG"):
-                    break
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("redis-server did not start")
-        time.sleep(0.05)
+    proc = start_redis(port, tmp_path_factory.mktemp("redis"))
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(5)

@@ -5,11 +5,14 @@ official sync and async SDKs alike."""
 from __future__ import annotations
 
 import logging
+import shutil
+import socket
 import subprocess
 import threading
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -161,4 +164,26 @@ def wait_healthy(proc: subprocess.Popen[Any], url: str, seconds: float, log: Cal
             pass
         assert proc.poll() is None, log()
         assert time.monotonic() < deadline, "gateway did not come up"
+        time.sleep(0.05)
+
+
+def start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
+    """A real redis-server on a loopback ``port`` (no persistence), once it answers PING."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed (apt-get install redis-server); the Redis tests need it")
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as c:
+                c.sendall(b"PING\r\n")
+                if c.recv(16).startswith(b"+PONG"):
+                    return proc
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"redis-server did not start on port {port}")
         time.sleep(0.05)

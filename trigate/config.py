@@ -182,6 +182,9 @@ class GlobalLimits:
 class LimitsConfig:
     backend: str = "memory"  # memory | redis
     redis_url: str | None = field(default=None, repr=False)
+    # When the limits backend (Redis) is unreachable: closed refuses requests with a 503, open serves
+    # them without limits (counted in trigate_limits_unenforced_requests).
+    on_backend_error: str = "closed"  # closed | open
     # Output tokens reserved before a call that gives no max_tokens (settled from real usage after).
     default_output_reserve: int = 1024
     global_limits: GlobalLimits = field(factory=GlobalLimits)
@@ -351,6 +354,8 @@ def _check(cfg: Config) -> list[str]:
     problems += _check_numbers(cfg)
     if cfg.limits.backend not in ("memory", "redis"):
         problems.append("limits.backend: must be memory or redis")
+    if cfg.limits.on_backend_error not in ("closed", "open"):
+        problems.append("limits.on_backend_error: must be closed or open")
     if cfg.limits.backend == "redis" and not cfg.limits.redis_url:
         problems.append("limits.redis_url: required for the redis backend (redis://host:port/db)")
     return problems

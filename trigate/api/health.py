@@ -17,4 +17,12 @@ def register(app: Quart, gw: Gateway) -> None:
     async def ready() -> Response:
         if gw.draining:
             return json_response({"status": "draining"}, 503)
-        return json_response({"status": "ready", "providers": sorted(gw.providers)})
+        body: dict[str, object] = {"status": "ready", "providers": sorted(gw.providers)}
+        reason = await gw.limiter.unavailable()
+        if reason is not None:
+            if gw.config.limits.on_backend_error != "open":
+                return json_response({"status": "unavailable", "reason": reason}, 503)
+            # Failing open the gateway still serves (without limits): taking every replica that shares
+            # the backend out of rotation would turn a limits outage into a full one.
+            body["degraded"] = f"{reason}; serving without limits (limits.on_backend_error: open)"
+        return json_response(body)

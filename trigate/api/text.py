@@ -24,7 +24,7 @@ from trigate.formats.base import Codec
 from trigate.gateway import Gateway
 from trigate.policies.auth import Principal, check_model, credential_from_headers
 from trigate.policies.headers import quota_headers
-from trigate.policies.limits import Lease, Rule
+from trigate.policies.limits import BackendUnavailable, Lease, Limiter, Rule
 from trigate.policies.retry import backoff, fallback_reason, is_retryable
 from trigate.routing import Resolved, Target
 from trigate.telemetry import Exchange, log_exchange
@@ -80,6 +80,19 @@ def limit_rules(gw: Gateway, principal: Principal, resolved: Resolved) -> list[R
     if g.rpm or g.tpm or g.max_concurrent:
         rules.append(Rule("global", g.rpm, g.tpm, g.max_concurrent))
     return rules
+
+
+async def acquire_lease(gw: Gateway, limiter: Limiter, rules: list[Rule], tokens: int) -> Lease | None:
+    """Reserve within every rule. While the limits backend is unavailable the request is refused with
+    its 503, or with ``limits.on_backend_error: open`` let through without limits (and counted)."""
+    try:
+        return await limiter.acquire(rules, tokens)
+    except BackendUnavailable:
+        if gw.config.limits.on_backend_error != "open":
+            raise
+        if gw.telemetry is not None:
+            gw.telemetry.metrics.limits_unenforced.inc()
+        return None
 
 
 def reserve_estimate(gw: Gateway, raw_len: int, body: dict[str, Any]) -> int:
@@ -145,7 +158,7 @@ class RequestContext:
                                param="model", code="model_not_found")
         rules = limit_rules(gw, principal, resolved)
         if rules:
-            self.lease = await self.limiter.acquire(rules, reserve_tokens)
+            self.lease = await acquire_lease(gw, self.limiter, rules, reserve_tokens)
         total = resolved.route.timeouts.total if resolved.route.timeouts else gw.config.timeouts.total
         return resolved, (trio.current_time() + total if total is not None else math.inf)
 

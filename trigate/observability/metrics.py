@@ -100,6 +100,9 @@ class Metrics:
                            ("provider", "gen_ai_provider_name", "error_type", "reason"))
         self.rate_limited = fam(Counter, "trigate_rate_limit_rejections", "Requests refused by a gateway "
                                 "limit, by the scope that said no", ("scope",))
+        self.limits_unenforced = Counter("trigate_limits_unenforced_requests", "Requests served without "
+                                         "limits because the limits backend was unavailable "
+                                         "(limits.on_backend_error: open)", registry=r)
         self.key_requests = fam(Counter, "trigate_key_requests", "Requests per client key and served model",
                                 ("key_id", "model"))
         self.key_errors = fam(Counter, "trigate_key_errors", "Failed requests per client key and served model",

@@ -7,19 +7,30 @@ two counters per limit, exact enough for quotas. Tokens are reserved from an est
 and settled from real usage after, so concurrent requests cannot overshoot by more than their
 estimates. Two backends with one interface: in-process memory, and Redis (atomic Lua scripts) so
 several gateway replicas share limits.
+
+When the Redis backend cannot be reached the limiter raises BackendUnavailable (a 503) instead of
+guessing; ``limits.on_backend_error`` decides whether the request is then refused (closed, the default)
+or served without limits (open). An outage is logged once when it begins and once when it ends, and
+while it lasts only one request a second waits on Redis: the others are answered at once.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import uuid
-from typing import Any, Protocol
+from collections.abc import Awaitable
+from typing import Any, Protocol, TypeVar
 
 import trio
 from attrs import define, field
 
 from trigate.errors import GatewayError
+
+log = logging.getLogger("trigate.limits")
+
+T = TypeVar("T")
 
 WINDOW = 60.0
 
@@ -58,6 +69,18 @@ class RateLimited(GatewayError):
     """A limit said no; ``quota`` describes the exhausted scope for the rate-limit headers."""
 
     quota: Quota | None = None
+
+
+class BackendUnavailable(GatewayError):
+    """The limits backend could not be asked, so no limit can be checked."""
+
+
+def backend_unavailable() -> BackendUnavailable:
+    # server_error with 503 rather than "overloaded": the gateway itself cannot serve, and Anthropic clients
+    # would otherwise get 529 (their model-overloaded status).
+    return BackendUnavailable("server_error", "The gateway cannot check rate limits right now (its limits backend "
+                              "is unavailable); retry shortly", status=503, code="limits_backend_unavailable",
+                              retry_after=1.0)
 
 
 def rate_limited(rule: Rule, metric: str, limit: int, retry_after: float) -> RateLimited:
@@ -143,6 +166,10 @@ class Limiter(Protocol):
         """Own the backend's connections for the limiter's lifetime (started in a long-lived nursery)."""
         ...
 
+    async def unavailable(self) -> str | None:
+        """Why the backend cannot be used right now, or None (cheap: checked at most once a second)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -199,6 +226,9 @@ class MemoryLimiter:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
 
+    async def unavailable(self) -> str | None:
+        return None
+
     async def aclose(self) -> None:
         pass
 
@@ -250,16 +280,35 @@ class RedisLimiter:
 
     # A crashed replica's concurrency slots expire after this long.
     LEASE_SECONDS = 3600.0
+    # Connect and reply timeouts: an unreachable or hung Redis costs a request at most about this long.
+    TIMEOUT = 0.5
+    # While the backend is down, requests are refused (or let through) without asking it, except one
+    # probe per this many seconds; /ready is answered from the last outcome when it is this recent.
+    RECHECK_SECONDS = 1.0
 
     def __init__(self, url: str, prefix: str = "trigate:limits:") -> None:
         import coredis
+        from coredis.exceptions import ConnectionError as RedisConnectionError
+        from coredis.exceptions import RedisError
+        from coredis.retry import ConstantRetryPolicy
 
-        self._redis: Any = coredis.Redis.from_url(url, decode_responses=True)
+        # coredis logs every retry and dropped connection (with an empty traceback); the one warning per
+        # outage below says it once.
+        logging.getLogger("coredis").setLevel(logging.WARNING)
+        # One quick retry on a broken connection (a pooled one Redis closed); none on timeouts, which
+        # would only double the wait.
+        retry = ConstantRetryPolicy((RedisConnectionError,), retries=1, delay=0.01)
+        self._redis: Any = coredis.Redis.from_url(url, decode_responses=True, connect_timeout=self.TIMEOUT,
+                                                  stream_timeout=self.TIMEOUT, pool_timeout=self.TIMEOUT,
+                                                  retry_policy=retry)
+        self._backend_errors: tuple[type[BaseException], ...] = (RedisError, OSError, trio.TooSlowError)
         self._prefix = prefix
         self._rate = self._redis.register_script(_RATE_SCRIPT)
         self._concurrency = self._redis.register_script(_CONCURRENCY_SCRIPT)
         self._ready = trio.Event()
         self._closed = trio.Event()
+        self._down_since: float | None = None  # trio clock, while the backend is unreachable
+        self._checked = -math.inf  # when the backend was last asked (or a probe of it began)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         # coredis keeps its connection pool's background tasks in the task that enters the client,
@@ -274,11 +323,48 @@ class RedisLimiter:
             raise GatewayError("server_error", "rate limiter backend is not running", status=500)
         return self._redis
 
+    async def _ask(self, command: Awaitable[T]) -> T:
+        """One Redis command, bounded in time; a failure marks the backend down and becomes a 503."""
+        self._checked = trio.current_time()
+        try:
+            # coredis's own timeouts bound each connect and reply; this bounds the whole, retry included.
+            with trio.fail_after(3 * self.TIMEOUT):
+                result = await command
+        except self._backend_errors as exc:
+            self._checked = trio.current_time()
+            if self._down_since is None:
+                self._down_since = self._checked
+                log.warning("limits backend (Redis) unreachable: %s: %s; until it is back, requests follow "
+                            "limits.on_backend_error (closed: refused with 503, open: served without limits)",
+                            type(exc).__name__, exc)
+            raise backend_unavailable() from None
+        self._checked = trio.current_time()
+        if self._down_since is not None:
+            log.warning("limits backend (Redis) reachable again after %.1fs; limits are enforced",
+                        self._checked - self._down_since)
+            self._down_since = None
+        return result
+
+    def _recently_down(self) -> bool:
+        return self._down_since is not None and trio.current_time() - self._checked < self.RECHECK_SECONDS
+
+    async def unavailable(self) -> str | None:
+        if not self._ready.is_set():
+            return "limits backend not started"
+        if trio.current_time() - self._checked >= self.RECHECK_SECONDS:
+            try:
+                await self._ask(self._redis.ping())
+            except BackendUnavailable:
+                pass
+        return "limits backend (Redis) unreachable" if self._down_since is not None else None
+
     def _key(self, scope: str, metric: str, window: int) -> str:
         return f"{self._prefix}{scope}:{metric}:{window}"
 
     async def acquire(self, rules: list[Rule], tokens: int) -> Lease:
         await self._client()
+        if self._recently_down():
+            raise backend_unavailable()
         now = time.time()
         window, frac = int(now // WINDOW), (now % WINDOW) / WINDOW
         lease = Lease(rules, window, tokens)
@@ -286,7 +372,7 @@ class RedisLimiter:
         if held:
             keys = [f"{self._prefix}{r.scope}:inflight" for r in held]
             args = [now, now + self.LEASE_SECONDS, lease.request_id, *[r.max_concurrent for r in held]]
-            denied = int(await self._concurrency(keys=keys, args=args))
+            denied = int(await self._ask(self._concurrency(keys=keys, args=args)))
             if denied:
                 r = held[denied - 1]
                 raise rate_limited(r, "concurrent", r.max_concurrent or 0, 1.0)
@@ -297,7 +383,11 @@ class RedisLimiter:
             for rule, metric, amount, limit in checks:
                 keys += [self._key(rule.scope, metric, window), self._key(rule.scope, metric, window - 1)]
                 args += [amount, limit]
-            result = await self._rate(keys=keys, args=args)
+            try:
+                result = await self._ask(self._rate(keys=keys, args=args))
+            except BackendUnavailable:
+                await self._release_quietly(lease)
+                raise
             if int(result[0]) == 0:
                 await self.release(lease)
                 rule, metric, amount, limit = checks[int(result[1]) - 1]
@@ -312,15 +402,21 @@ class RedisLimiter:
             redis = await self._client()
             for r in lease.rules:
                 if r.tpm is not None:
-                    await redis.incrbyfloat(self._key(r.scope, "tokens", lease.window), delta)
+                    await self._ask(redis.incrbyfloat(self._key(r.scope, "tokens", lease.window), delta))
         lease.reserved = actual_tokens
 
     async def release(self, lease: Lease) -> None:
         if lease.held_concurrency:
             redis = await self._client()
             for scope in lease.held_concurrency:
-                await redis.zrem(f"{self._prefix}{scope}:inflight", [lease.request_id])
+                await self._ask(redis.zrem(f"{self._prefix}{scope}:inflight", [lease.request_id]))
             lease.held_concurrency = []
+
+    async def _release_quietly(self, lease: Lease) -> None:
+        try:
+            await self.release(lease)
+        except BackendUnavailable:
+            pass  # the slots expire with LEASE_SECONDS
 
     async def aclose(self) -> None:
         self._closed.set()
