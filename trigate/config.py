@@ -156,6 +156,9 @@ class ClientKey:
     key: str | None = field(default=None, repr=False)
     key_sha256: str | None = field(default=None, repr=False)
     models: list[str] | None = None  # allowed model name patterns; None: every model
+    # Provider name patterns this key may reach raw through /{provider}/{path}. Unset: every provider,
+    # unless `models` restricts the key (then none: passthrough would bypass that restriction).
+    providers: list[str] | None = None
     rpm: int | None = None
     tpm: int | None = None
     max_concurrent: int | None = None

@@ -118,15 +118,19 @@ def test_rate_limit_rejections_are_counted_by_scope(log: LogCapture) -> None:
     assert json.loads(log.lines[0])["limit_scope"] == "key"
 
 
-def test_model_labels_are_bounded(log: LogCapture, monkeypatch: pytest.MonkeyPatch) -> None:
-    import trigate.observability.telemetry as tmod
-
-    monkeypatch.setattr(tmod, "MODEL_LABEL_LIMIT", 3)
-    tel = telemetry()
+def test_model_labels_are_bounded_by_the_config(log: LogCapture) -> None:
+    tel = Telemetry(parse_config({"auth": {"open": True}, "providers": {"p": {"kind": "openai"}}, "models": [
+        {"name": "alias", "provider": "p", "model": "house-v1"}, {"name": "p/*", "provider": "p"}]}, env={}))
     for i in range(6):
         log_exchange(exchange(tel, model=f"client-chosen-{i}", status=404, error="not_found"))
-    models = {dict(ls).get("gen_ai_request_model") for (n, ls) in samples(tel) if n == "trigate_requests_total"}
-    assert models == {"client-chosen-0", "client-chosen-1", "client-chosen-2", "_other"}
+        log_exchange(exchange(tel, model=f"p/x-{i}", upstream_model=f"x-{i}", provider="p", status=200))
+    log_exchange(exchange(tel, model="alias", upstream_model="house-v1", provider="p", status=200))
+    log_exchange(exchange(tel, model="p/gpt-4o-mini", upstream_model="gpt-4o-mini", provider="p", status=200))
+    pairs = {(dict(ls)["gen_ai_request_model"], dict(ls)["gen_ai_response_model"])
+             for (n, ls) in samples(tel) if n == "trigate_requests_total"}
+    # unrouted names share one value, wildcard-routed ones their route's pattern unless the price table
+    # lists them; names the config fixes stay themselves
+    assert pairs == {("_other", ""), ("p/*", "p/*"), ("alias", "house-v1"), ("p/*", "gpt-4o-mini")}
 
 
 @pytest.mark.parametrize(("given", "kept"), [

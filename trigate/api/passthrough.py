@@ -4,6 +4,10 @@ Any method; the request body is streamed upstream as it arrives and the response
 caller's own credentials are removed and the provider's injected; hop-by-hop headers are dropped. The
 upstream host is always the configured provider's, so this is no open proxy: the path only ever
 extends that host's URL. Usage is picked out of JSON and SSE answers when recognisable.
+
+A raw provider API reaches every model of that provider, so a key may only use the providers its
+``providers`` patterns allow (none, if it is held to some ``models`` and names no providers), and the
+key's and the global limits apply as to any model call; tokens are settled from the usage seen.
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ import orjson
 import trio
 from quart import Quart, Response, request
 
-from trigate.api.text import error_response
+from trigate.api.text import end_lease, error_response, limit_rules
 from trigate.errors import GatewayError
 from trigate.formats import get_codec
 from trigate.gateway import Gateway
-from trigate.policies.auth import credential_from_headers
+from trigate.policies.auth import check_provider, credential_from_headers
+from trigate.policies.headers import quota_headers
+from trigate.policies.limits import Lease, Limiter
 from trigate.telemetry import Exchange, log_exchange
 from trigate.translate.ir import Usage
 from trigate.upstream.client import transport_error
@@ -112,17 +118,33 @@ def register(app: Quart, gw: Gateway) -> None:
             log_exchange(ex)
             return error_response(codec, GatewayError("not_found", f"no such endpoint: {request.method} "
                                                       f"{request.path}", status=404))
+        limiter, lease = gw.limiter, None  # the limiter the lease came from, even if a reload swaps it
         try:
             headers = {k.lower(): v for k, v in request.headers.items()}
-            ex.key_id = gw.keys.authenticate(credential_from_headers(headers)).key_id
-            return await _forward(gw, ex, provider, path, headers)
+            principal = gw.keys.authenticate(credential_from_headers(headers))
+            ex.key_id = principal.key_id
+            check_provider(principal, provider_name)
+            rules = limit_rules(gw, principal, None)
+            if rules:
+                # nothing to estimate tokens from (the body is streamed as it comes): the usage seen
+                # in the answer is settled afterwards, and an exhausted tpm still refuses
+                lease = await limiter.acquire(rules, 0)
+            try:
+                return await _forward(gw, ex, provider, path, headers, limiter, lease)
+            except BaseException:
+                if lease is not None:  # no relay started, which would have ended it
+                    await end_lease(limiter, lease, ex)
+                raise
         except GatewayError as err:
-            ex.status, ex.error = err.status, err.kind
+            ex.fail(err)
+            ex.status = err.status
             log_exchange(ex)
-            return error_response(codec, err)
+            quota = getattr(err, "quota", None)
+            return error_response(codec, err, quota_headers(codec.name, quota) if quota is not None else None)
 
 
-async def _forward(gw: Gateway, ex: Exchange, provider: Any, path: str, headers: dict[str, str]) -> Response:
+async def _forward(gw: Gateway, ex: Exchange, provider: Any, path: str, headers: dict[str, str],
+                   limiter: Limiter, lease: Lease | None) -> Response:
     url = f"{provider.origin()}/{path.lstrip('/')}"
     query = request.query_string.decode()
     if query:
@@ -147,7 +169,7 @@ async def _forward(gw: Gateway, ex: Exchange, provider: Any, path: str, headers:
     resp_headers = [(k, v) for k, v in resp.headers.multi_items() if k.lower() not in HOP_BY_HOP]
     ex.status = resp.status_code
     ex.stream = resp.headers.get("content-type", "").startswith("text/event-stream")
-    return Response(_relay(ex, resp, tap), status=resp.status_code, headers=resp_headers)
+    return Response(_relay(ex, resp, tap, limiter, lease), status=resp.status_code, headers=resp_headers)
 
 
 async def _request_body() -> AsyncIterator[bytes]:
@@ -155,7 +177,8 @@ async def _request_body() -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def _relay(ex: Exchange, resp: httpx.Response, tap: _UsageTap) -> AsyncIterator[bytes]:
+async def _relay(ex: Exchange, resp: httpx.Response, tap: _UsageTap, limiter: Limiter,
+                 lease: Lease | None) -> AsyncIterator[bytes]:
     try:
         async for chunk in resp.aiter_raw():
             tap.feed(chunk)
@@ -171,4 +194,6 @@ async def _relay(ex: Exchange, resp: httpx.Response, tap: _UsageTap) -> AsyncIte
         with trio.CancelScope(shield=True), trio.move_on_after(2):
             await resp.aclose()
         ex.usage = tap.usage
+        if lease is not None:
+            await end_lease(limiter, lease, ex)
         log_exchange(ex)

@@ -68,18 +68,32 @@ def authenticate(gw: Gateway) -> Principal:
     return gw.keys.authenticate(credential_from_headers(request_headers()))
 
 
-def limit_rules(gw: Gateway, principal: Principal, resolved: Resolved) -> list[Rule]:
-    """Most specific first: the key's quota is the one reported in rate-limit headers."""
+def limit_rules(gw: Gateway, principal: Principal, resolved: Resolved | None) -> list[Rule]:
+    """Most specific first: the key's quota is the one reported in rate-limit headers. Without a route
+    (passthrough) the key's and the global limits apply."""
     rules = []
     if principal.rpm or principal.tpm or principal.max_concurrent:
         rules.append(Rule(f"key:{principal.key_id}", principal.rpm, principal.tpm, principal.max_concurrent))
-    r = resolved.route
-    if r.rpm or r.tpm or r.max_concurrent:
+    r = resolved.route if resolved is not None else None
+    if r is not None and (r.rpm or r.tpm or r.max_concurrent):
         rules.append(Rule(f"model:{r.name}", r.rpm, r.tpm, r.max_concurrent))
     g = gw.config.limits.global_limits
     if g.rpm or g.tpm or g.max_concurrent:
         rules.append(Rule("global", g.rpm, g.tpm, g.max_concurrent))
     return rules
+
+
+async def end_lease(limiter: Limiter, lease: Lease, ex: Exchange) -> None:
+    """The request is over: settle its token reservation from the usage seen and free its slots."""
+    u = ex.usage
+    with trio.CancelScope(shield=True):
+        try:
+            if u is not None:
+                # unknown usage (a stream cut short) keeps the reservation: never under-count
+                await limiter.settle(lease, u.input_tokens + u.output_tokens)
+            await limiter.release(lease)
+        except Exception as exc:  # the limiter's store failing must not fail the answer
+            ex.error = ex.error or f"limiter: {type(exc).__name__}"
 
 
 async def acquire_lease(gw: Gateway, limiter: Limiter, rules: list[Rule], tokens: int) -> Lease | None:
@@ -124,15 +138,7 @@ class RequestContext:
         if self.target is not None:
             self.gw.balancer.finished(self.target)
         if self.lease is not None:
-            u = self.ex.usage
-            with trio.CancelScope(shield=True):
-                try:
-                    if u is not None:
-                        # unknown usage (a stream cut short) keeps the reservation: never under-count
-                        await self.limiter.settle(self.lease, u.input_tokens + u.output_tokens)
-                    await self.limiter.release(self.lease)
-                except Exception as exc:  # the limiter's store failing must not fail the answer
-                    self.ex.error = self.ex.error or f"limiter: {type(exc).__name__}"
+            await end_lease(self.limiter, self.lease, self.ex)
         self.ex.status = status
         log_exchange(self.ex)
 

@@ -131,9 +131,19 @@ class PriceTable:
     def __init__(self, shipped: Mapping[str, Price], overrides: Mapping[str, Price] | None = None) -> None:
         self._shipped = {k.lower(): v for k, v in shipped.items()}
         self._overrides = {k.lower(): v for k, v in (overrides or {}).items()}
-        self._memo: dict[tuple[str | None, str], Price | None] = {}
+        self._memo: dict[tuple[str | None, str], tuple[str, Price] | None] = {}
 
     def lookup(self, model: str, provider_kind: str | None = None) -> Price | None:
+        found = self._entry(model, provider_kind)
+        return found[1] if found is not None else None
+
+    def canonical(self, model: str, provider_kind: str | None = None) -> str | None:
+        """The table's own name for ``model`` (``claude-sonnet-4-5`` for a Bedrock id of it), None if it
+        has no price: one of a bounded set of names, however the model was spelled."""
+        found = self._entry(model, provider_kind)
+        return found[0] if found is not None else None
+
+    def _entry(self, model: str, provider_kind: str | None) -> tuple[str, Price] | None:
         key = (provider_kind, model)
         try:
             return self._memo[key]
@@ -144,7 +154,7 @@ class PriceTable:
             self._memo[key] = found
         return found
 
-    def _find(self, model: str, provider_kind: str | None) -> Price | None:
+    def _find(self, model: str, provider_kind: str | None) -> tuple[str, Price] | None:
         names = list(candidates(model))
         # overrides win over the shipped table at every level of normalisation
         for table in (self._overrides, self._shipped):
@@ -152,10 +162,10 @@ class PriceTable:
                 if provider_kind:
                     scoped = table.get(f"{provider_kind.lower()}/{name}")
                     if scoped is not None:
-                        return scoped
+                        return name, scoped
                 found = table.get(name)
                 if found is not None:
-                    return found
+                    return name, found
         return None
 
     def cost_of(self, usage: Usage | None, model: str | None, provider_kind: str | None = None) -> float | None:

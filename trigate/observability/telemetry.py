@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import trio
-from quart import Quart, Response
+from quart import Quart, Response, request
 
 from trigate.config import Config
+from trigate.formats import client_format_for_path
 from trigate.observability.cost import PriceTable, load_shipped
+from trigate.observability.labels import ModelLabels
 from trigate.observability.ledger import Ledger, Table, entry
 from trigate.observability.metrics import Metrics
 from trigate.observability.names import api_for_path, operation_name, semconv_provider
@@ -35,9 +37,8 @@ access_logger = logging.getLogger("trigate.access")
 
 # Probes and scrapes: no access-log line and no request metrics (they would drown the real traffic).
 QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})
-# Distinct model names per label before further ones are counted as "_other": wildcard routes let
-# clients choose names, and every name would otherwise be a new time series.
-MODEL_LABEL_LIMIT = 1000
+ID_HEADERS = ("x-request-id",)
+ANTHROPIC_ID_HEADERS = ("x-request-id", "request-id")
 
 _SHIPPED: dict[str, Any] | None = None
 
@@ -55,6 +56,15 @@ def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")
 
 
+def _id_headers() -> tuple[str, ...]:
+    """The response headers that carry the request id: ``x-request-id`` (what OpenAI's SDK reads) on
+    every answer, and Anthropic's own ``request-id`` on answers in Anthropic's format (its SDK reads only
+    that one) or to Anthropic clients, who always send ``anthropic-version``."""
+    if client_format_for_path(request.path) == "anthropic" or "anthropic-version" in request.headers:
+        return ANTHROPIC_ID_HEADERS
+    return ID_HEADERS
+
+
 class Telemetry:
     def __init__(self, config: Config) -> None:
         self.metrics = Metrics()
@@ -62,7 +72,6 @@ class Telemetry:
         self.tracing: Tracing | None = make_tracing(config.observability.tracing)
         self.gw: Any = None
         self._config: Config | None = None
-        self._models: set[str] = set()
         self._apply(config)
 
     def bind(self, gw: Any) -> None:
@@ -79,6 +88,7 @@ class Telemetry:
         self.metrics_enabled = obs.metrics
         self.metrics_require_admin = obs.metrics_require_admin
         self.prices = PriceTable(shipped_prices(), dict(obs.prices))
+        self.labels = ModelLabels(config, self.prices)
 
     def refresh(self) -> None:
         cfg = self.gw.config if self.gw is not None else None
@@ -99,16 +109,6 @@ class Telemetry:
         p = self.gw.providers.get(name)
         return getattr(p, "kind", None) if p is not None else None
 
-    def _model_label(self, name: str | None) -> str:
-        if not name:
-            return ""
-        if name in self._models:
-            return name
-        if len(self._models) >= MODEL_LABEL_LIMIT:
-            return "_other"
-        self._models.add(name)
-        return name
-
     def finish(self, ex: Exchange) -> None:
         if ex.finished:
             return
@@ -122,10 +122,12 @@ class Telemetry:
         if ex.cost_usd is None and u is not None and ex.upstream_model:
             ex.cost_usd = self.prices.cost_of(u, ex.upstream_model, kind)
         failed = ex.status >= 400 or ex.error is not None
+        requested, route = self.labels.request(ex.model)
+        response = self.labels.served(ex.upstream_model, kind, route)
         # the served model names the ledger row and the per-key series alike (bounded the same way),
         # so /admin/usage reads the same whether it comes from the ledger or the counters
-        served = self._model_label(ex.upstream_model or ex.model or f"({ex.api})")  # passthrough: no model
-        self._count(ex, kind, now, failed, served)
+        served = response or requested or f"({ex.api})"  # passthrough: no model
+        self._count(ex, kind, now, failed, (requested, response, route, served))
         if ex.key_id:
             self.ledger.record(ex.key_id, served, entry(u, ex.cost_usd, failed))
         if self.tracing is not None:
@@ -133,14 +135,15 @@ class Telemetry:
         if access_logger.isEnabledFor(logging.INFO):
             access_logger.info(orjson.dumps(ex.record()).decode())
 
-    def _count(self, ex: Exchange, kind: str | None, now: float, failed: bool, served: str) -> None:
+    def _count(self, ex: Exchange, kind: str | None, now: float, failed: bool,
+               models: tuple[str, str, str, str]) -> None:
+        requested, response, route, served = models
         m = self.metrics
         provider = ex.provider or ""
         if provider and kind is None and self.gw is not None:
             provider = "_unknown"  # a passthrough path naming no configured provider: not a label value
         genai_provider = semconv_provider(kind, provider)
-        base = (ex.api, provider, operation_name(ex.api), genai_provider, self._model_label(ex.model),
-                self._model_label(ex.upstream_model))
+        base = (ex.api, provider, operation_name(ex.api), genai_provider, requested, response)
         error = ex.error or ""
         m.requests(*base, str(ex.status), error).inc()
         m.request_duration(*base, error).observe(now - ex.started)
@@ -153,8 +156,8 @@ class Telemetry:
             m.token_usage(*base, "input").observe(u.input_tokens)
             m.token_usage(*base, "output").observe(u.output_tokens)
             if ex.upstream_model and ex.cost_usd is None:
-                m.unpriced(provider, self._model_label(ex.upstream_model)).inc()
-        self._count_tries(ex, now)
+                m.unpriced(provider, response).inc()
+        self._count_tries(ex, now, route)
         if ex.limit_scope:
             m.rate_limited(ex.limit_scope).inc()
         if ex.key_id:
@@ -170,7 +173,7 @@ class Telemetry:
                 m.key_tokens(key, model, "reasoning").inc(u.reasoning_tokens or 0)
             m.cost(key, model).inc(ex.cost_usd or 0.0)
 
-    def _count_tries(self, ex: Exchange, now: float) -> None:
+    def _count_tries(self, ex: Exchange, now: float, route: str) -> None:
         m = self.metrics
         op = operation_name(ex.api)
         prev = None
@@ -180,7 +183,7 @@ class Telemetry:
                     and not ex.error.startswith("limiter"):
                 error = ex.error  # the upstream failed after the stream had started
             genai_provider = semconv_provider(t.provider_kind, t.provider)
-            m.operation_duration(t.provider, op, genai_provider, self._model_label(t.model),
+            m.operation_duration(t.provider, op, genai_provider, self.labels.served(t.model, t.provider_kind, route),
                                  error or "").observe((t.ended or now) - t.started)
             if error:
                 m.upstream_errors(t.provider, genai_provider, error).inc()
@@ -327,11 +330,12 @@ class Telemetry:
             if ctx is None:
                 return response
             ctx.status = response.status_code
-            upstream_id = response.headers.get("x-request-id")
-            if upstream_id and upstream_id != ctx.request_id:
-                # a passthrough answer carries the provider's own id: keep it under another name
-                response.headers["x-upstream-request-id"] = upstream_id
-            response.headers["x-request-id"] = ctx.request_id
+            for name in _id_headers():
+                upstream_id = response.headers.get(name)
+                if upstream_id and upstream_id != ctx.request_id and "x-upstream-request-id" not in response.headers:
+                    # a passthrough answer carries the provider's own id: keep it under another name
+                    response.headers["x-upstream-request-id"] = upstream_id
+                response.headers[name] = ctx.request_id
             if response.mimetype == "text/event-stream" and not ctx.stream:
                 ctx.stream = True
                 streams.inc()

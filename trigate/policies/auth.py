@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from fnmatch import fnmatchcase
 
 from attrs import define, field
 
@@ -20,17 +21,21 @@ from trigate.errors import GatewayError
 class Principal:
     key_id: str  # a name for the key, safe to log; never the key
     allowed_models: tuple[str, ...] | None = None  # None: every model
+    allowed_providers: tuple[str, ...] | None = None  # for passthrough; None: every provider
     rpm: int | None = None
     tpm: int | None = None
     max_concurrent: int | None = None
     metadata: dict[str, str] = field(factory=dict)
 
     def may_use(self, model: str) -> bool:
-        if self.allowed_models is None:
-            return True
-        from fnmatch import fnmatchcase
+        return _allows(self.allowed_models, model)
 
-        return any(fnmatchcase(model, pattern) for pattern in self.allowed_models)
+    def may_pass_through(self, provider: str) -> bool:
+        return _allows(self.allowed_providers, provider)
+
+
+def _allows(patterns: tuple[str, ...] | None, name: str) -> bool:
+    return patterns is None or any(fnmatchcase(name, pattern) for pattern in patterns)
 
 
 ANONYMOUS = Principal(key_id="anonymous")
@@ -42,8 +47,13 @@ def digest(key: str) -> str:
 
 def _principal(k: ClientKey) -> Principal:
     models = tuple(k.models) if k.models is not None else None
-    return Principal(key_id=k.id, allowed_models=models, rpm=k.rpm, tpm=k.tpm, max_concurrent=k.max_concurrent,
-                     metadata=dict(k.metadata))
+    if k.providers is not None:
+        providers: tuple[str, ...] | None = tuple(k.providers)
+    else:
+        # a key held to some models must not reach any model raw through passthrough
+        providers = None if models is None else ()
+    return Principal(key_id=k.id, allowed_models=models, allowed_providers=providers, rpm=k.rpm, tpm=k.tpm,
+                     max_concurrent=k.max_concurrent, metadata=dict(k.metadata))
 
 
 class KeyRing:
@@ -93,3 +103,10 @@ def check_model(principal: Principal, model: str) -> None:
     if not principal.may_use(model):
         raise GatewayError("permission", f"this key may not use model '{model}'", param="model",
                            code="model_not_allowed")
+
+
+def check_provider(principal: Principal, provider: str) -> None:
+    """Passthrough: may this key call ``provider``'s own API directly (``auth.keys[].providers``)?"""
+    if not principal.may_pass_through(provider):
+        raise GatewayError("permission", f"this key may not call provider '{provider}' directly",
+                           code="provider_not_allowed")
