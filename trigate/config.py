@@ -349,6 +349,10 @@ def _check(cfg: Config) -> list[str]:
             problems.append(f"{where}.id: duplicate key id {k.id!r}")
         seen_ids.add(k.id)
         problems += _check_rates(where, k)
+        for j, pattern in enumerate(k.providers or ()):
+            # a misspelt name would silently refuse passthrough; patterns may match no provider yet
+            if not any(c in pattern for c in "*?[") and pattern not in cfg.providers:
+                problems.append(f"{where}.providers[{j}]: unknown provider {pattern!r}")
         if bool(k.key) == bool(k.key_sha256):
             problems.append(f"auth key {k.id!r}: give exactly one of key or key_sha256")
         elif k.key_sha256 and not re.fullmatch(r"[0-9a-f]{64}", k.key_sha256):
