@@ -50,8 +50,12 @@ class Hooks:
     prepare: Callable[[dict[str, Any], Provider, bool], Awaitable[dict[str, Any]]] | None = None
     # A translated request succeeded: called with the body and the final client-format result.
     completed: Callable[[dict[str, Any], dict[str, Any], Provider], Awaitable[None]] | None = None
-    # A forwarded request succeeded: called with the body and the upstream's response id, if any.
-    forwarded: Callable[[dict[str, Any], str | None, Provider], Awaitable[None]] | None = None
+    # A forwarded request succeeded: called with the body and the upstream's response object (as the
+    # client got it), if the format's sniffer tracks one.
+    forwarded: Callable[[dict[str, Any], dict[str, Any] | None, Provider], Awaitable[None]] | None = None
+    # Forwarded requests: response fields ``prepare`` changed for the upstream, shown to the client as
+    # it sent them (e.g. a previous_response_id replaced by the history it stands for).
+    echo: Callable[[], dict[str, Any] | None] | None = None
 
 
 NO_HOOKS = Hooks()
@@ -180,7 +184,7 @@ class Attempt:
     async def _forward(self, provider: Provider, upstream: Upstream, body: dict[str, Any], model: str,
                        stream: bool, dl: Deadlines) -> Result:
         """Same format both sides: forward the body, rewriting only the model (and asking for usage)."""
-        sniffer = sniffer_for(self.client.name, body)
+        sniffer = sniffer_for(self.client.name, body, self.hooks.echo() if self.hooks.echo is not None else None)
         body["model"] = model
         sniffer.prepare_request(body)
         body = provider.adapt(self.client.name, body, model)
@@ -195,8 +199,9 @@ class Attempt:
             except ValueError:
                 raise unreadable(provider) from None
             if self.hooks.forwarded is not None:
-                await self.hooks.forwarded(body, sniffer.response_id, provider)
-            return Result(body=raw, content_type=resp.headers.get("content-type", "application/json"))
+                await self.hooks.forwarded(body, sniffer.response, provider)
+            return Result(body=sniffer.client_body(raw),
+                          content_type=resp.headers.get("content-type", "application/json"))
         gen = self._relay(provider, resp, sniffer, body, dl)
         return await prime(gen, dl, self.timeouts, provider, sniffer)
 
@@ -247,7 +252,7 @@ class Attempt:
                 yield self.client.render_stream_error(err)
                 return
             if self.hooks.forwarded is not None:
-                await self.hooks.forwarded(body, sniffer.response_id, provider)
+                await self.hooks.forwarded(body, sniffer.response, provider)
         finally:
             await close_quietly(resp)
 

@@ -1,4 +1,5 @@
-"""Anthropic ``POST /v1/messages/count_tokens`` against any provider.
+"""Anthropic ``POST /v1/messages/count_tokens`` against any provider, and the counting behind OpenAI's
+``POST /v1/responses/input_tokens`` (api/responses.py).
 
 Exact where the provider can count (Anthropic natively, Claude on Vertex and Bedrock, Gemini
 ``countTokens``, OpenAI ``/responses/input_tokens``); otherwise a local estimate with OpenAI's BPE
@@ -18,6 +19,7 @@ from trigate.errors import GatewayError, invalid_request
 from trigate.formats import get_codec
 from trigate.gateway import Gateway
 from trigate.policies.auth import check_model, credential_from_headers
+from trigate.routing import Target
 from trigate.tokens import count
 from trigate.translate import ir
 from trigate.upstream.client import transport_error
@@ -26,6 +28,13 @@ from trigate.upstream.providers import Provider, Upstream
 COUNT_HEADER = "x-trigate-token-count"
 # Statuses meaning "this upstream has no such endpoint": fall back to the local estimate.
 _NO_ENDPOINT = (404, 405, 501)
+# The fields of the counting endpoints that take a generation request's shape (Anthropic's
+# count_tokens, OpenAI's /responses/input_tokens): no sampling, output or storage options.
+_COUNT_FIELDS = {
+    "anthropic": frozenset({"model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers"}),
+    "openai_responses": frozenset({"model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls",
+                                   "reasoning", "text", "truncation", "previous_response_id", "conversation"}),
+}
 
 
 def estimate(req: ir.Request, model: str) -> int:
@@ -60,13 +69,17 @@ def _read_count(body: Any) -> int | None:
     return None
 
 
-async def _exact(gw: Gateway, provider: Provider, up: Upstream, req: ir.Request, body: dict[str, Any],
-                 model: str) -> int | None:
-    """The provider's own count, or None when it has no counting endpoint after all."""
-    if up.format == "anthropic":
-        payload = provider.count_tokens_body("anthropic", dict(body), model)
+async def _exact(gw: Gateway, provider: Provider, up: Upstream, client_format: str, req: ir.Request,
+                 body: dict[str, Any], model: str) -> int | None:
+    """The provider's own count, or None when it has no counting endpoint after all. A counter that
+    speaks the client's format gets the client's body itself."""
+    if up.format == client_format:
+        payload = dict(body)
     else:
-        payload = provider.count_tokens_body(up.format, get_codec(up.format).encode_request(req, model), model)
+        payload = get_codec(up.format).encode_request(req, model)
+        if up.format in _COUNT_FIELDS:  # an encoded generation request: keep what the counter takes
+            payload = {k: v for k, v in payload.items() if k in _COUNT_FIELDS[up.format]}
+    payload = provider.count_tokens_body(up.format, payload, model)
     raw = orjson.dumps(payload)
     headers = {"content-type": "application/json"}
     if up.format == "anthropic" and request.headers.get("anthropic-beta"):
@@ -90,6 +103,36 @@ async def _exact(gw: Gateway, provider: Provider, up: Upstream, req: ir.Request,
     return n
 
 
+def required_model(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise invalid_request("model: field required", param="model")
+    return model
+
+
+def count_target(gw: Gateway, model: str) -> tuple[Target, Provider]:
+    """The caller's key may use ``model``, and where it routes (the first target: a count sends
+    nothing to the model, so there is nothing to balance or fall back from)."""
+    principal = gw.keys.authenticate(credential_from_headers(request_headers()))
+    check_model(principal, model)
+    target = gw.router.resolve(model)
+    if target is None:
+        raise GatewayError("not_found", f"The model '{model}' does not exist or is not served by this "
+                           "gateway", param="model", code="model_not_found")
+    return target, gw.providers[target.provider]
+
+
+async def count_input(gw: Gateway, provider: Provider, model: str, client_format: str, req: ir.Request,
+                      body: dict[str, Any]) -> tuple[int, str]:
+    """Input tokens of a request (decoded as ``req``, sent as ``body`` in ``client_format``) on
+    ``provider``'s ``model``, and how they were counted: exact | estimated."""
+    up = provider.count_tokens(model)
+    n = await _exact(gw, provider, up, client_format, req, body, model) if up is not None else None
+    if n is None:
+        return estimate(req, model), "estimated"
+    return n, "exact"
+
+
 def register(app: Quart, gw: Gateway) -> None:
     codec = get_codec("anthropic")
 
@@ -97,25 +140,13 @@ def register(app: Quart, gw: Gateway) -> None:
     async def count_tokens() -> Response:
         try:
             body = parse_body(await request.get_data())
-            model = body.get("model")
-            if not isinstance(model, str) or not model:
-                raise invalid_request("model: field required", param="model")
+            model = required_model(body)
             if not isinstance(body.get("messages"), list):
                 raise invalid_request("messages: field required (an array)", param="messages")
-            principal = gw.keys.authenticate(credential_from_headers(request_headers()))
-            check_model(principal, model)
-            target = gw.router.resolve(model)
-            if target is None:
-                raise GatewayError("not_found", f"The model '{model}' does not exist or is not served by this "
-                                   "gateway", param="model", code="model_not_found")
-            provider = gw.providers[target.provider]
+            target, provider = count_target(gw, model)
             # count_tokens bodies have no max_tokens; the decoder wants one.
             req = codec.decode_request({**body, "max_tokens": body.get("max_tokens") or 1})
-            up = provider.count_tokens(target.model)
-            n = await _exact(gw, provider, up, req, body, target.model) if up is not None else None
-            kind = "exact"
-            if n is None:
-                n, kind = estimate(req, target.model), "estimated"
+            n, kind = await count_input(gw, provider, target.model, "anthropic", req, body)
             return json_response({"input_tokens": n}, headers={COUNT_HEADER: kind})
         except GatewayError as err:
             return error_response(codec, err)

@@ -1,10 +1,10 @@
 """OpenAI Responses: ``POST /v1/responses``, ``GET``/``DELETE /v1/responses/{id}`` and
 ``GET /v1/responses/{id}/input_items``.
 
-OpenAI providers keep their own state: requests are forwarded and only the id -> provider mapping is
-remembered, so retrieval by id reaches the right provider. For translated providers the gateway is the
-state: with ``store`` (the default) each answer is kept in the response store, and
-``previous_response_id`` expands into the stored conversation before translation.
+With ``store`` (the default) the gateway keeps every turn, natively served or translated, so
+``previous_response_id`` works whichever target of a group serves the next turn (see
+``_StatefulHooks``). Natively served responses are still retrieved from and deleted at the provider
+that owns them, which stays the authority on them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 from quart import Quart, Response, request
 
-from trigate.api.text import Hooks, error_response, handle_text, json_response
+from trigate.api.count_tokens import COUNT_HEADER, count_input, count_target, required_model
+from trigate.api.text import Hooks, error_response, handle_text, json_response, parse_body
 from trigate.errors import GatewayError, invalid_request
 from trigate.formats import get_codec
 from trigate.formats import openai_responses as fmt
@@ -38,29 +39,47 @@ def _check_ir(req: Any) -> None:
 
 
 class _StatefulHooks:
-    """Per-request state between expanding previous_response_id and storing the answer."""
+    """Per-request state between expanding previous_response_id and storing the answer.
+
+    Every turn is stored whole (input items, the history before them, the response), whoever served
+    it, so a chain continues on any target of a group: a translated target gets the history expanded;
+    a native one keeps ``previous_response_id`` when it served that response itself (it has the state,
+    and OpenAI's hidden reasoning state with it), and gets the history expanded otherwise."""
 
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
+        self.prev_id: str | None = None
         self.context: list[dict[str, Any]] = []
         self.current: list[dict[str, Any]] = []
+        self.complete = True  # False: an earlier turn is known only by its id (stored by an older version)
+        self.expanded = False  # this attempt sends the history instead of previous_response_id
 
     async def prepare(self, body: dict[str, Any], provider: Provider, native: bool) -> dict[str, Any]:
-        if native:
-            return body
+        self.context, self.complete, self.expanded = [], True, False  # per attempt: targets differ
         self.current = fmt.input_items(body)
-        prev_id = body.get("previous_response_id")
+        prev_id = self.prev_id = body.get("previous_response_id")
         if prev_id is None:
             return body
         if not isinstance(prev_id, str):
             raise invalid_request("previous_response_id: must be a string", param="previous_response_id")
         prev = await self.gw.responses.get(prev_id)
-        if prev is None or prev.native:
+        if native and (prev is None or (prev.native and prev.provider == provider.name)):
+            # The upstream holds this chain itself (or answers that it does not know the id).
+            self.complete = prev is not None and prev.response is not None
+            self.context = prev.conversation() if prev is not None and self.complete else []
+            return body
+        if prev is None or prev.response is None:
             raise GatewayError(
                 "not_found", f"Previous response with id '{prev_id}' not found.", param="previous_response_id"
             )
         self.context = prev.conversation()
-        return fmt.prepend_history(body, self.context, self.current)
+        if not native:
+            return fmt.prepend_history(body, self.context, self.current)
+        self.expanded = True
+        return fmt.expand_for_native(body, self.context)
+
+    def echo(self) -> dict[str, Any] | None:
+        return {"previous_response_id": self.prev_id} if self.expanded else None
 
     async def completed(self, body: dict[str, Any], out: dict[str, Any], provider: Provider) -> None:
         if body.get("store", True) is not False:
@@ -68,12 +87,18 @@ class _StatefulHooks:
                 StoredResponse(out["id"], provider.name, False, out, self.current, self.context)
             )
 
-    async def forwarded(self, body: dict[str, Any], rid: str | None, provider: Provider) -> None:
-        if rid and body.get("store", True) is not False:
+    async def forwarded(self, body: dict[str, Any], resp: dict[str, Any] | None, provider: Provider) -> None:
+        rid = resp.get("id") if resp is not None else None
+        if not isinstance(rid, str) or body.get("store", True) is False:
+            return
+        if self.complete:
+            await self.gw.responses.put(StoredResponse(rid, provider.name, True, resp, self.current, self.context))
+        else:
             await self.gw.responses.put(StoredResponse(rid, provider.name, True))
 
     def hooks(self) -> Hooks:
-        return Hooks(check_ir=_check_ir, prepare=self.prepare, completed=self.completed, forwarded=self.forwarded)
+        return Hooks(check_ir=_check_ir, prepare=self.prepare, completed=self.completed, forwarded=self.forwarded,
+                     echo=self.echo)
 
 
 async def _native(gw: Gateway, rec: StoredResponse, method: str, suffix: str) -> Response:
@@ -129,6 +154,25 @@ def register(app: Quart, gw: Gateway) -> None:
     @app.post("/responses")
     async def create() -> Response:
         return await handle_text(gw, "responses", "openai_responses", _StatefulHooks(gw).hooks())
+
+    @app.post("/v1/responses/input_tokens")
+    @app.post("/responses/input_tokens")
+    async def input_tokens() -> Response:
+        """OpenAI's input token count: forwarded to OpenAI-format counters (previous_response_id
+        handled as for create), counted by the provider or estimated through the IR elsewhere."""
+        try:
+            body = parse_body(await request.get_data())
+            target, provider = count_target(gw, required_model(body))
+            up = provider.count_tokens(target.model)
+            native = up is not None and up.format == "openai_responses"
+            body = await _StatefulHooks(gw).prepare(body, provider, native)
+            req = codec.decode_request(body)
+            if not native:
+                _check_ir(req)
+            n, kind = await count_input(gw, provider, target.model, "openai_responses", req, body)
+            return json_response({"object": "response.input_tokens", "input_tokens": n}, headers={COUNT_HEADER: kind})
+        except GatewayError as err:
+            return error_response(codec, err)
 
     async def lookup(rid: str) -> StoredResponse:
         rec = await gw.responses.get(rid)

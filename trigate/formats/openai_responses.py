@@ -683,6 +683,35 @@ def prepend_history(
     return {**body, "input": [*history, *(input_items(body) if current is None else current)]}
 
 
+def expand_for_native(body: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
+    """A copy of ``body`` for a Responses upstream that does not hold ``previous_response_id`` (another
+    provider served it, or the gateway translated it): the stored history, then the client's own
+    input as it sent it, and no ``previous_response_id``."""
+    inp = body.get("input")
+    own = [{"role": "user", "content": inp}] if isinstance(inp, str) else inp if isinstance(inp, list) else []
+    out = {k: v for k, v in body.items() if k != "previous_response_id"}
+    out["input"] = [*_native_history(history), *own]
+    return out
+
+
+def _native_history(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Item ids are dropped (they name items of another store), and reasoning stays only where it
+    carries OpenAI's own encrypted content, the one form any OpenAI upstream can read."""
+    out = []
+    for item in history:
+        if item.get("type") != "reasoning":
+            out.append({k: v for k, v in item.items() if k != "id"})
+            continue
+        enc = item.get("encrypted_content")
+        packed = _unpack(enc) if isinstance(enc, str) else None
+        if packed is not None:
+            enc = packed.get("e")
+        if isinstance(enc, str):
+            summary = item.get("summary") if isinstance(item.get("summary"), list) else []
+            out.append({"type": "reasoning", "summary": summary, "encrypted_content": enc})
+    return out
+
+
 def resolve_item_references(body: dict[str, Any], lookup: Callable[[str], dict[str, Any] | None]) -> dict[str, Any]:
     """A copy of ``body`` with each ``item_reference`` replaced by ``lookup(id)`` when it knows the
     item; unknown references stay, and decode_request refuses them."""

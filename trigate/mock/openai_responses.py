@@ -104,7 +104,10 @@ def conversation(body: dict[str, Any], history: list[dict[str, Any]]) -> Convers
 
 
 def usage_of(reply: Reply) -> dict[str, Any]:
-    return {"input_tokens": reply.prompt_tokens, "input_tokens_details": {"cached_tokens": 0},
+    # Every field current SDKs model: cache_write_tokens is required in ResponseUsage, its TTL split optional.
+    return {"input_tokens": reply.prompt_tokens, "input_tokens_details": {
+                "cached_tokens": 0, "cache_write_tokens": 0,
+                "cache_write_tokens_details": {"ttl_30m_tokens": 0, "ttl_12h_tokens": 0}},
             "output_tokens": reply.completion_tokens,
             "output_tokens_details": {"reasoning_tokens": len(reply.thinking_tokens)},
             "total_tokens": reply.prompt_tokens + reply.completion_tokens}

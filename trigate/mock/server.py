@@ -217,7 +217,13 @@ def create_mock_app(state: MockState) -> QuartTrio:
         body = seen.body
         if not isinstance(body, dict) or not body.get("model"):
             return openai_error(400, "'model' is required")
-        conv = openai_responses.conversation(body, [])
+        history: list[dict[str, Any]] = []
+        if body.get("previous_response_id"):  # counted with the history it stands for, as OpenAI does
+            try:
+                history = responses.history(body["previous_response_id"])
+            except KeyError:
+                return openai_error(404, f"Previous response with id '{body['previous_response_id']}' not found.")
+        conv = openai_responses.conversation(body, history)
         tools = sum(count_words(orjson.dumps(t).decode()) for t in body.get("tools") or [])
         return _json({"object": "response.input_tokens",
                       "input_tokens": sum(count_words(t) for t in conv.texts) + 3 * conv.messages + tools})

@@ -1,9 +1,10 @@
-"""Stored Responses (``store: true``) so ``previous_response_id`` works for translated providers.
+"""Stored Responses (``store: true``) so ``previous_response_id`` works on any target.
 
 The interface is small on purpose so a Redis backend can stand beside these two. A record keeps the
 response object, this request's input items, and the conversation that preceded them; continuing
-from it prepends ``context + input_items + output`` to the new input. For natively forwarded
-responses only the owning provider is kept, so GET/DELETE by id can be sent to it.
+from it prepends ``context + input_items + output`` to the new input. Natively forwarded responses
+are kept whole too (a chain may continue on another provider) and name the provider that owns them,
+so GET/DELETE by id can be sent to it; records of older versions hold only that mapping.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from attrs import define, field
 class StoredResponse:
     id: str
     provider: str
-    native: bool  # True: the provider stores it itself; only the id -> provider mapping is kept here
+    native: bool  # True: the provider stores it itself and answers GET/DELETE; ``response`` is a copy
     response: dict[str, Any] | None = None
     input_items: list[dict[str, Any]] = field(factory=list)
     context: list[dict[str, Any]] = field(factory=list)

@@ -28,6 +28,7 @@ class UsageSniffer:
     def __init__(self) -> None:
         self.usage: Usage | None = None
         self.response_id: str | None = None  # the upstream's id for what it answered, when tracked
+        self.response: dict[str, Any] | None = None  # the upstream's final response object, when tracked
 
     def prepare_request(self, body: dict[str, Any]) -> None:
         pass
@@ -50,6 +51,10 @@ class UsageSniffer:
         """Usage of a non-streamed body; raises ValueError when the body is not a JSON object."""
         _json_object(raw)
         return None
+
+    def client_body(self, raw: bytes) -> bytes:
+        """The non-streamed body as the client gets it (after ``usage_from_body``)."""
+        return raw
 
 
 def _int(v: Any) -> int:
@@ -166,38 +171,68 @@ def usage_from_responses(u: Any) -> Usage | None:
 
 
 class ResponsesSniffer(UsageSniffer):
-    """Bytes pass through; usage comes from the terminal response.completed/incomplete event."""
+    """Bytes pass through; usage and the response object come from the response.* lifecycle events.
 
-    def __init__(self) -> None:
+    ``echo``: response fields the gateway changed on the way upstream (a ``previous_response_id``
+    it expanded into the full history), put back into every response object the client sees. Only
+    then are the events re-encoded."""
+
+    def __init__(self, echo: dict[str, Any] | None = None) -> None:
         super().__init__()
         self._sse = SSEDecoder()
+        self._echo = echo or {}
 
     _MARKERS = (b"response.created", b"response.completed", b"response.incomplete", b"response.failed")
+    _LIFECYCLE = ("response.created", "response.completed", "response.incomplete", "response.failed")
 
     def feed(self, chunk: bytes) -> bytes:
-        if self.whole_events_without(self._sse, chunk, self._MARKERS):
+        if not self._echo and self.whole_events_without(self._sse, chunk, self._MARKERS):
             return chunk
-        for ev in self._sse.feed(chunk):
-            if ev.event in ("response.created", "response.completed", "response.incomplete", "response.failed"):
+        events = self._sse.feed(chunk)
+        for ev in events:
+            if ev.event in self._LIFECYCLE:
                 try:
                     resp = orjson.loads(ev.data).get("response") or {}
                 except (orjson.JSONDecodeError, AttributeError):
                     continue
                 self.response_id = resp.get("id") or self.response_id
+                self.response = {**resp, **self._echo}
                 self.usage = usage_from_responses(resp.get("usage")) or self.usage
-        return chunk
+        if not self._echo:
+            return chunk
+        return b"".join(self._echoed(ev.data, ev.event) for ev in events)
+
+    def close(self) -> bytes:
+        if not self._echo:
+            return b""
+        return b"".join(self._echoed(ev.data, ev.event) for ev in self._sse.close())
+
+    def _echoed(self, data: str, event: str | None) -> bytes:
+        if '"response":{' in data:
+            try:
+                obj = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                return encode_event(data, event)
+            if isinstance(obj.get("response"), dict):
+                obj["response"].update(self._echo)
+                return encode_event(orjson.dumps(obj), event)
+        return encode_event(data, event)
 
     def usage_from_body(self, raw: bytes) -> Usage | None:
         body = _json_object(raw)
         self.response_id = body.get("id")
+        self.response = {**body, **self._echo}
         return usage_from_responses(body.get("usage"))
 
+    def client_body(self, raw: bytes) -> bytes:
+        return orjson.dumps(self.response) if self._echo and self.response is not None else raw
 
-def sniffer_for(fmt: str, body: dict[str, Any]) -> UsageSniffer:
+
+def sniffer_for(fmt: str, body: dict[str, Any], echo: dict[str, Any] | None = None) -> UsageSniffer:
     if fmt == "openai_chat":
         return OpenAIChatSniffer(body)
     if fmt == "anthropic":
         return AnthropicSniffer()
     if fmt == "openai_responses":
-        return ResponsesSniffer()
+        return ResponsesSniffer(echo)
     return UsageSniffer()
