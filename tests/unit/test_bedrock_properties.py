@@ -270,5 +270,5 @@ def test_stream_round_trip(events: list[ir.StreamEvent], rng) -> None:
             got += dec.feed(msg)
         pos += step
     got += dec.close()
-    assert got[0].model == "m"
+    assert got[0].model == ""  # Bedrock streams name no model (the pipeline fills in the one it called)
     assert got[1:] == events[1:]

@@ -69,7 +69,7 @@ def test_cached_and_reasoning_usage() -> None:
     assert u.reasoning_tokens == 192 and u.total_tokens == 2306
     assert resp.content[0] == ir.Reasoning(text="17*23 = 391", signature="sig-abc")
     body = CODEC.encode_response(resp, REQ)
-    assert body["usage"]["total_tokens"] == 2306  # recomputed, the upstream's 9999 is not trusted
+    assert body["usage"]["total_tokens"] == 2306
 
 
 def test_legacy_response_ids_are_deterministic() -> None:

@@ -25,6 +25,7 @@ from trigate.formats import get_codec
 from trigate.formats.base import Codec
 from trigate.gateway import Gateway
 from trigate.telemetry import Exchange
+from trigate.tokens import estimate
 from trigate.translate import ir
 from trigate.upstream.client import USER_AGENT, parsed_url, send, transport_error
 from trigate.upstream.providers import Provider, Upstream
@@ -34,6 +35,8 @@ from trigate.wire.sse import SSEDecoder, SSEError
 
 # Client headers a provider of the same format must see to behave as the client expects.
 _NATIVE_HEADERS = {"anthropic": ("anthropic-version", "anthropic-beta")}
+# Client stream formats that report input usage when the stream opens (Anthropic's message_start).
+_START_USAGE_FORMATS = frozenset({"anthropic"})
 
 
 @define
@@ -74,6 +77,13 @@ class Deadlines:
         now = trio.current_time()
         first = now + t.first_token if t.first_token is not None else math.inf
         return cls(total=total_deadline, first_token=min(first, total_deadline), idle=t.idle)
+
+
+def served_model(reported: str, called: str) -> str:
+    """The ``model`` of every translated answer, streamed or not: the model the upstream says served it,
+    else the upstream model id the gateway called (Bedrock names none). Never the client's alias: like
+    a same-format answer, relayed as the upstream wrote it, it names what really ran."""
+    return reported or called
 
 
 def timeout_error(what: str, seconds: float | None, provider: str) -> GatewayError:
@@ -223,12 +233,13 @@ class Attempt:
             except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError):
                 raise unreadable(provider) from None
             self.ex.usage = ir_resp.usage
+            ir_resp.model = served_model(ir_resp.model, model)
             out = self.client.encode_response(ir_resp, ir_req)
             if self.hooks.completed is not None:
                 await self.hooks.completed(body, out, provider)
             return Result(body=orjson.dumps(out))
         tracker = _UsageTracker()
-        gen = self._relay_translated(provider, upstream, codec, resp, ir_req, body, tracker, dl)
+        gen = self._relay_translated(provider, upstream, codec, resp, ir_req, model, body, tracker, dl)
         return await prime(gen, dl, self.timeouts, provider, tracker)
 
     async def _relay(self, provider: Provider, resp: httpx.Response, sniffer: UsageSniffer,
@@ -257,7 +268,7 @@ class Attempt:
             await close_quietly(resp)
 
     async def _relay_translated(self, provider: Provider, upstream: Upstream, codec: Codec, resp: httpx.Response,
-                                ir_req: ir.Request, body: dict[str, Any], tracker: _UsageTracker,
+                                ir_req: ir.Request, model: str, body: dict[str, Any], tracker: _UsageTracker,
                                 dl: Deadlines) -> AsyncIterator[bytes]:
         frames = framer(upstream.framing)
         decoder = codec.stream_decoder(ir_req)
@@ -269,6 +280,11 @@ class Attempt:
             for ev in events:
                 if isinstance(ev, ir.MessageEnd) and ev.usage is not None:
                     tracker.usage = ev.usage
+                elif isinstance(ev, ir.MessageStart):
+                    ev.model = served_model(ev.model, model)
+                    if ev.usage is None and self.client.name in _START_USAGE_FORMATS:
+                        # The upstream counts the input only at the end; the client reads it at the start.
+                        ev.usage = ir.Usage(input_tokens=estimate(ir_req, model))
                 elif isinstance(ev, ir.StreamError):
                     if not sent and not out:
                         raise ev.error  # nothing reached the client yet: let the caller retry

@@ -20,7 +20,7 @@ from trigate.formats import get_codec
 from trigate.gateway import Gateway
 from trigate.policies.auth import check_model, credential_from_headers
 from trigate.routing import Target
-from trigate.tokens import count
+from trigate.tokens import estimate
 from trigate.translate import ir
 from trigate.upstream.client import transport_error
 from trigate.upstream.providers import Provider, Upstream
@@ -35,30 +35,6 @@ _COUNT_FIELDS = {
     "openai_responses": frozenset({"model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls",
                                    "reasoning", "text", "truncation", "previous_response_id", "conversation"}),
 }
-
-
-def estimate(req: ir.Request, model: str) -> int:
-    """A local count: BPE tokens of every text, argument and schema, plus small per-message and
-    per-image overheads (the same shape of heuristic OpenAI documents for chat formatting)."""
-    pieces: list[str] = []
-    extra = 3  # reply priming
-    for m in req.messages:
-        extra += 3
-        for part in m.content:
-            if isinstance(part, ir.Text | ir.Refusal):
-                pieces.append(part.text)
-            elif isinstance(part, ir.ToolCall):
-                pieces += [part.name, part.arguments]
-            elif isinstance(part, ir.ToolResult):
-                pieces += [p.text for p in part.content if isinstance(p, ir.Text)]
-            elif isinstance(part, ir.Reasoning):
-                pieces.append(part.text)
-            elif isinstance(part, ir.Image | ir.Document):
-                extra += 1000  # size unknown without decoding; a mid-sized image costs about this much
-    for tool in req.tools:
-        pieces.append(orjson.dumps({"name": tool.name, "description": tool.description,
-                                    "parameters": tool.parameters}).decode())
-    return sum(count(p, model) for p in pieces if p) + extra
 
 
 def _read_count(body: Any) -> int | None:

@@ -183,7 +183,7 @@ def usage_from_gemini(u: dict[str, Any]) -> ir.Usage:
         reasoning_tokens=reasoning,
         input_audio_tokens=_modality_count(u.get("promptTokensDetails"), "AUDIO"),
         output_audio_tokens=_modality_count(u.get("candidatesTokensDetails"), "AUDIO"),
-    )
+    ).fold_reported_total(u.get("totalTokenCount"))
 
 
 def usage_to_gemini(u: ir.Usage, extra: dict[str, Any] | None = None) -> dict[str, Any]:

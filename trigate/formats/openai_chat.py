@@ -856,7 +856,8 @@ def _opt_count(d: Any, key: str) -> int | None:
 
 def usage_from_dict(u: dict[str, Any]) -> ir.Usage:
     """A Chat ``usage`` object -> IR Usage. prompt_tokens already includes cached tokens and
-    completion_tokens includes reasoning tokens, which is exactly the IR's convention."""
+    completion_tokens includes reasoning tokens, which is exactly the IR's convention; servers that
+    count some output only in total_tokens (Gemini's OpenAI-compatible endpoint) have it folded in."""
     pd = u.get("prompt_tokens_details")
     cd = u.get("completion_tokens_details")
     cached = _opt_count(pd, "cached_tokens")
@@ -871,11 +872,12 @@ def usage_from_dict(u: dict[str, Any]) -> ir.Usage:
         reasoning_tokens=_opt_count(cd, "reasoning_tokens"),
         input_audio_tokens=_opt_count(pd, "audio_tokens"),
         output_audio_tokens=_opt_count(cd, "audio_tokens"),
-    )
+    ).fold_reported_total(u.get("total_tokens"))
 
 
 def usage_to_dict(u: ir.Usage, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """IR Usage -> Chat ``usage``; total_tokens is recomputed rather than trusted (protocols.md §11.10).
+    """IR Usage -> Chat ``usage``; total_tokens is the IR's prompt + completion (protocols.md §11.10), which
+    already include what the upstream counted only in its own total (``Usage.fold_reported_total``).
     ``extra`` carries detail fields the IR does not model (from a Chat upstream) to restore them."""
     pd: dict[str, Any] = {"cached_tokens": u.cache_read_tokens}
     if u.cache_write_tokens:

@@ -1143,7 +1143,7 @@ def usage_from_dict(u: Any) -> ir.Usage | None:
         cache_read_tokens=_count(in_d, "cached_tokens"),
         cache_write_tokens=_count(in_d, "cache_write_tokens"),
         reasoning_tokens=reasoning if isinstance(reasoning, int) and not isinstance(reasoning, bool) else None,
-    )
+    ).fold_reported_total(u.get("total_tokens"))
 
 
 def usage_to_dict(u: ir.Usage) -> dict[str, Any]:

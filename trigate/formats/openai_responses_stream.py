@@ -59,7 +59,6 @@ class ResponsesStreamDecoder:
     """Upstream Responses SSE events -> IR events."""
 
     def __init__(self, req: ir.Request) -> None:
-        self._model = req.model
         self._started = False
         self._done = False
         self._next = 0
@@ -134,7 +133,7 @@ class ResponsesStreamDecoder:
         out.append(
             ir.MessageStart(
                 id=rid if isinstance(rid, str) else "",
-                model=model if isinstance(model, str) and model else self._model,
+                model=model if isinstance(model, str) else "",
                 created=int(created) if isinstance(created, (int, float)) and not isinstance(created, bool) else 0,
             )
         )

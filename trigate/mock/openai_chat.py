@@ -1,6 +1,10 @@
 """The fake upstream's OpenAI Chat Completions endpoint, faithful to the wire format the `openai`
 SDK parses: chat.completion objects, chat.completion.chunk SSE streams with tool-call deltas, usage
-chunks when `stream_options.include_usage`, `[DONE]`, and OpenAI error bodies."""
+chunks when `stream_options.include_usage`, `[DONE]`, and OpenAI error bodies.
+
+``gemini=True`` answers as Gemini's OpenAI-compatible endpoint does for its thinking models: the
+model thinks unless ``reasoning_effort`` is "none", the thoughts are not shown, and their tokens count
+in ``total_tokens`` but not in ``completion_tokens`` (no ``completion_tokens_details``)."""
 
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ def _text_of(content: Any) -> str:
     return ""
 
 
-def conversation(body: dict[str, Any]) -> Conversation:
+def conversation(body: dict[str, Any], gemini: bool = False) -> Conversation:
     conv = Conversation()
     messages = body.get("messages") or []
     conv.messages = len(messages)
@@ -56,11 +60,16 @@ def conversation(body: dict[str, Any]) -> Conversation:
         conv.tool_choice = choice
     conv.parallel = body.get("parallel_tool_calls", True) is not False
     conv.max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
-    conv.thinking = bool(body.get("reasoning_effort"))
+    effort = body.get("reasoning_effort")
+    conv.thinking = effort != "none" if gemini else bool(effort)
     return conv
 
 
-def usage_of(reply: Reply) -> dict[str, Any]:
+def usage_of(reply: Reply, gemini: bool = False) -> dict[str, Any]:
+    if gemini:
+        thoughts = len(reply.thinking_tokens)
+        return {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens - thoughts,
+                "total_tokens": reply.prompt_tokens + reply.completion_tokens}
     return {
         "prompt_tokens": reply.prompt_tokens,
         "completion_tokens": reply.completion_tokens,
@@ -90,13 +99,13 @@ def _tool_calls(reply: Reply, call_id: str) -> list[dict[str, Any]]:
     ]
 
 
-def completion(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+def completion(body: dict[str, Any], reply: Reply, gemini: bool = False) -> dict[str, Any]:
     cid = uuid.uuid4().hex[:24]
     message: dict[str, Any] = {"role": "assistant", "content": reply.text or None, "refusal": None,
                                "annotations": []}
     if reply.calls:
         message["tool_calls"] = _tool_calls(reply, cid)
-    if reply.thinking_tokens:
+    if reply.thinking_tokens and not gemini:
         message["reasoning_content"] = reply.thinking
     return {
         "id": f"chatcmpl-{cid}",
@@ -105,12 +114,13 @@ def completion(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
         "model": body.get("model", "mock"),
         "system_fingerprint": "fp_trigate_mock",
         "choices": [{"index": 0, "message": message, "finish_reason": reply.finish, "logprobs": None}],
-        "usage": usage_of(reply),
+        "usage": usage_of(reply, gemini),
     }
 
 
 async def stream(
-    state: MockState, seen: SeenRequest, body: dict[str, Any], reply: Reply, fault: Fault | None
+    state: MockState, seen: SeenRequest, body: dict[str, Any], reply: Reply, fault: Fault | None,
+    gemini: bool = False,
 ) -> AsyncIterator[bytes]:
     cid = uuid.uuid4().hex[:24]
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -124,7 +134,8 @@ async def stream(
         return b"data: " + orjson.dumps(obj) + b"\n\n"
 
     pieces = [chunk({"role": "assistant", "content": ""})]
-    pieces += [chunk({"reasoning_content": t}) for t in reply.thinking_tokens]
+    if not gemini:
+        pieces += [chunk({"reasoning_content": t}) for t in reply.thinking_tokens]
     pieces += [chunk({"content": t}) for t in reply.text_tokens]
     for i, call in enumerate(_tool_calls(reply, cid)):
         args = call["function"]["arguments"]
@@ -135,7 +146,7 @@ async def stream(
             pieces.append(chunk({"tool_calls": [{"index": i, "function": {"arguments": args[j:j + 8]}}]}))
     pieces.append(chunk({}, reply.finish))
     if include_usage:
-        pieces.append(b"data: " + orjson.dumps({**base, "choices": [], "usage": usage_of(reply)}) + b"\n\n")
+        pieces.append(b"data: " + orjson.dumps({**base, "choices": [], "usage": usage_of(reply, gemini)}) + b"\n\n")
     pieces.append(b"data: [DONE]\n\n")
 
     delay = state.token_delay_ms / 1000
@@ -149,7 +160,7 @@ async def stream(
             if delay and n > 0:
                 await trio.sleep(delay)
             yield piece
-        seen.usage = usage_of(reply)
+        seen.usage = usage_of(reply, gemini)
         seen.finished = time.monotonic()
     except trio.Cancelled:
         seen.disconnected = time.monotonic()

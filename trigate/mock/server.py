@@ -76,7 +76,7 @@ def create_mock_app(state: MockState) -> QuartTrio:
             await trio.sleep(latency / 1000)
         return seen, fault
 
-    async def chat(deployment: str | None = None) -> Response:
+    async def chat(deployment: str | None = None, gemini: bool = False) -> Response:
         seen, fault = await prelude()
         denied = openai_auth_error(azure=deployment is not None or request.path.startswith("/openai/"))
         if denied is not None:
@@ -95,17 +95,21 @@ def create_mock_app(state: MockState) -> QuartTrio:
             return Response(b'{"id": "chatcmpl-broken", "choices": [', status=200, content_type="application/json")
         if not isinstance(body.get("messages"), list) or not body.get("model"):
             return openai_error(400, "'messages' and 'model' are required")
-        reply = plan_reply(openai_chat.conversation(body))
+        reply = plan_reply(openai_chat.conversation(body, gemini))
         if body.get("stream"):
-            gen = openai_chat.stream(state, seen, body, reply, fault)
+            gen = openai_chat.stream(state, seen, body, reply, fault, gemini)
             return Response(gen, content_type="text/event-stream", headers={"cache-control": "no-cache"})
-        seen.usage = openai_chat.usage_of(reply)
+        seen.usage = openai_chat.usage_of(reply, gemini)
         seen.finished = time.monotonic()
-        return _json(openai_chat.completion(body, reply))
+        return _json(openai_chat.completion(body, reply, gemini))
+
+    async def gemini_chat() -> Response:
+        return await chat(gemini=True)
 
     app.add_url_rule("/v1/chat/completions", "chat", chat, methods=["POST"])
     app.add_url_rule("/openai/v1/chat/completions", "azure_v1_chat", chat, methods=["POST"])
     app.add_url_rule("/openai/deployments/<deployment>/chat/completions", "azure_chat", chat, methods=["POST"])
+    app.add_url_rule("/v1beta/openai/chat/completions", "gemini_openai_chat", gemini_chat, methods=["POST"])
 
     def anthropic_error(status: int, message: str, etype: str | None = None,
                         headers: dict[str, str] | None = None) -> Response:

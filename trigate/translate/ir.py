@@ -229,6 +229,19 @@ class Usage:
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
+    def fold_reported_total(self, total: Any) -> Usage:
+        """Make the upstream's own ``total`` the usage's total. Tokens it counts only there were generated
+        but never shown (Gemini's OpenAI-compatible endpoint leaves thinking out of completion_tokens), so
+        they are output, and reasoning when the upstream gave no reasoning count: every format's
+        encoding, the limits and the cost then agree with what the provider bills."""
+        if type(total) is int:
+            hidden = total - self.input_tokens - self.output_tokens
+            if hidden > 0:
+                self.output_tokens += hidden
+                if self.reasoning_tokens is None:
+                    self.reasoning_tokens = hidden
+        return self
+
 
 @define
 class Response:

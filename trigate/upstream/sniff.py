@@ -75,7 +75,7 @@ def usage_from_openai(u: Any) -> Usage | None:
         reasoning_tokens=cd.get("reasoning_tokens"),
         input_audio_tokens=pd.get("audio_tokens"),
         output_audio_tokens=cd.get("audio_tokens"),
-    )
+    ).fold_reported_total(u.get("total_tokens"))
 
 
 class OpenAIChatSniffer(UsageSniffer):
@@ -167,7 +167,7 @@ def usage_from_responses(u: Any) -> Usage | None:
         cache_read_tokens=_int(idt.get("cached_tokens")),
         cache_write_tokens=_int(idt.get("cache_write_tokens")),
         reasoning_tokens=odt.get("reasoning_tokens"),
-    )
+    ).fold_reported_total(u.get("total_tokens"))
 
 
 class ResponsesSniffer(UsageSniffer):
