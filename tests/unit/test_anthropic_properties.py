@@ -282,11 +282,15 @@ def responses(draw: st.DrawFn) -> dict[str, Any]:
     return body
 
 
+# Thinking blocks (some empty but signed) go back only to a caller that asked for thinking.
+_THINKING_REQUEST = ir.Request(model="m", reasoning=ir.ReasoningConfig(mode="enabled", budget_tokens=1024))
+
+
 @settings(max_examples=300)
 @given(responses())
 def test_response_round_trip(body: dict[str, Any]) -> None:
     resp = CODEC.decode_response(body)
-    assert CODEC.encode_response(resp, ir.Request(model="other")) == body
+    assert CODEC.encode_response(resp, _THINKING_REQUEST) == body
 
 
 # --------------------------------------------------------------------------------------------
@@ -401,7 +405,7 @@ def _decode_bytes(raw: bytes) -> list[ir.StreamEvent]:
 @settings(max_examples=200)
 @given(ir_streams())
 def test_stream_round_trip(events: list[ir.StreamEvent]) -> None:
-    enc = CODEC.stream_encoder(ir.Request(model="m"))
+    enc = CODEC.stream_encoder(_THINKING_REQUEST)
     raw = b"".join(enc.encode(e) for e in events)
     assert _decode_bytes(raw) == events
 
@@ -409,7 +413,7 @@ def test_stream_round_trip(events: list[ir.StreamEvent]) -> None:
 @settings(max_examples=40, deadline=None)
 @given(ir_streams())
 def test_sdk_accumulates_any_stream(events: list[ir.StreamEvent]) -> None:
-    enc = CODEC.stream_encoder(ir.Request(model="m"))
+    enc = CODEC.stream_encoder(_THINKING_REQUEST)
     raw = b"".join(enc.encode(e) for e in events)
 
     def handler(request: httpx2.Request) -> httpx2.Response:

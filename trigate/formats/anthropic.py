@@ -45,8 +45,8 @@ from trigate.formats.anthropic_stream import (
 from trigate.formats.anthropic_stream import render_stream_error as _render_stream_error
 from trigate.formats.base import FunctionCodec
 from trigate.translate import ir
-from trigate.translate.media import sniff_image_type
-from trigate.translate.reasoning import budget_for_effort, default_max_tokens, fit_thinking
+from trigate.translate.media import image_type
+from trigate.translate.reasoning import budget_for_effort, default_max_tokens, fit_thinking, thinking_requested
 
 __all__ = ["CODEC", "OPAQUE_MARKER", "server_tools", "usage_from_body", "usage_from_event"]
 
@@ -458,6 +458,7 @@ def _decode_output_config(raw: Any, req: ir.Request, extras: dict[str, Any]) -> 
         if req.reasoning is None:
             req.reasoning = ir.ReasoningConfig()
         req.reasoning.effort = effort
+        req.reasoning.effort_is_hint = True
     fmt = rest.pop("format", None)
     if fmt is not None:
         if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
@@ -594,9 +595,7 @@ def _image_block(img: ir.Image, p: str) -> dict[str, Any]:
             raise _bad(f"{p}: malformed data URL", p)
         media_type, data = media_type or m.group(1), m.group(2)
     if data is not None:
-        mt = media_type or sniff_image_type(data)
-        if mt == "image/jpg":
-            mt = "image/jpeg"
+        mt = image_type(media_type, data)
         if mt not in IMAGE_MEDIA_TYPES:
             raise _bad(f"{p}: image type {mt!r} is not supported by Anthropic (jpeg, png, gif, webp)", p)
         src: dict[str, Any] = {"type": "base64", "media_type": mt, "data": data}
@@ -908,7 +907,9 @@ def encode_request(req: ir.Request, model: str) -> dict[str, Any]:
 
     max_tokens = req.max_tokens if req.max_tokens is not None else default_max_tokens(model)
     output_config: dict[str, Any] = dict(extras.get("_output_config") or {})
-    native_effort = "effort" in output_config
+    # An output effort (this format's own, or Bedrock's) stays one; only a foreign reasoning effort turns
+    # thinking on.
+    native_effort = "effort" in output_config or (req.reasoning is not None and req.reasoning.effort_is_hint)
     output_config.pop("effort", None)
     thinking, effort, max_tokens = _encode_thinking(req, max_tokens, native_effort)
     body["max_tokens"] = max_tokens
@@ -1019,7 +1020,7 @@ def decode_response(body: dict[str, Any]) -> ir.Response:
     return resp
 
 
-def _response_block(part: ir.Part) -> dict[str, Any] | None:
+def _response_block(part: ir.Part, thinking: bool = True) -> dict[str, Any] | None:
     if isinstance(part, ir.Text):
         opaque = opaque_block(part)
         if opaque is not None:
@@ -1034,8 +1035,10 @@ def _response_block(part: ir.Part) -> dict[str, Any] | None:
     if isinstance(part, ir.Reasoning):
         if part.redacted:
             return {"type": "redacted_thinking", "data": part.redacted}
-        if not part.text and not part.signature:
+        if not part.text and (not part.signature or not thinking):
             # e.g. an encrypted Responses reasoning item: nothing an Anthropic client can show or send back.
+            # A bare signature (Gemini 3 signs its text parts even when not asked to think) is left out too
+            # when the caller did not ask for thinking: it would show up as an empty thinking block.
             return None
         return {"type": "thinking", "thinking": part.text, "signature": part.signature or ""}
     if isinstance(part, ir.ToolCall):
@@ -1055,8 +1058,9 @@ def _response_block(part: ir.Part) -> dict[str, Any] | None:
 def encode_response(resp: ir.Response, req: ir.Request) -> dict[str, Any]:
     extras = resp.extras.get(NAME) or {}
     content = []
+    thinking = thinking_requested(req.reasoning)
     for part in resp.content:
-        b = _response_block(part)
+        b = _response_block(part, thinking)
         if b is not None:
             content.append(b)
     usage = usage_to_anthropic(resp.usage or ir.Usage())
@@ -1113,7 +1117,7 @@ CODEC = FunctionCodec(
     decode_response=decode_response,
     encode_response=encode_response,
     stream_decoder=lambda req: AnthropicStreamDecoder(),
-    stream_encoder=lambda req: AnthropicStreamEncoder(),
+    stream_encoder=lambda req: AnthropicStreamEncoder(thinking_requested(req.reasoning)),
     render_error=render_error,
     render_stream_error=_render_stream_error,
     parse_error=parse_error,

@@ -430,6 +430,7 @@ _TEXT_HEAD = b'"text_delta","text":'
 _THINKING_HEAD = b'"thinking_delta","thinking":'
 _SIGNATURE_HEAD = b'"signature_delta","signature":'
 _JSON_HEAD = b'"input_json_delta","partial_json":'
+_THINKING_BLOCK: dict[str, Any] = {"type": "thinking", "thinking": "", "signature": ""}
 
 
 def message_id(raw: str) -> str:
@@ -439,21 +440,30 @@ def message_id(raw: str) -> str:
 
 class AnthropicStreamEncoder:
     """Renumbers blocks from 0 in the order they open and keeps the event order Anthropic clients expect
-    (one block open at a time, message_delta then message_stop), whatever decoder produced the IR."""
+    (one block open at a time, message_delta then message_stop), whatever decoder produced the IR.
 
-    __slots__ = ("_done", "_map", "_next_index", "_start_usage", "_started")
+    ``thinking`` False (the caller did not ask for thinking): a reasoning block is held back until it has
+    text, and dropped if it never does, so a bare signature (Gemini 3 signs text parts unasked) does not
+    show up as an empty thinking block."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_done", "_held", "_held_sig", "_map", "_next_index", "_start_usage", "_started", "_thinking")
+
+    def __init__(self, thinking: bool = True) -> None:
         self._started = False
         self._done = False
         self._next_index = 0
         self._map: dict[int, int] = {}  # IR index -> Anthropic index, open blocks only
         self._start_usage: ir.Usage | None = None
+        self._thinking = thinking
+        self._held: int | None = None  # IR index of the reasoning block held back, if any
+        self._held_sig = ""
 
     def encode(self, event: ir.StreamEvent) -> bytes:
         if self._done:
             return b""
         cls = type(event)
+        if self._held is not None and cls is not ir.BlockStart and getattr(event, "index", None) == self._held:
+            return self._held_event(event)
         if cls is ir.TextDelta or cls is ir.RefusalDelta:
             return self._delta(event.index, _TEXT_HEAD, event.text)  # type: ignore[union-attr]
         if cls is ir.ToolArgsDelta:
@@ -523,6 +533,7 @@ class AnthropicStreamEncoder:
 
     def _block_start(self, event: ir.BlockStart) -> bytes:
         head = self._ensure_started() + self._close_open()
+        self._held = None
         kind = event.kind
         block: dict[str, Any]
         if kind == "text" or kind == "refusal":
@@ -530,15 +541,39 @@ class AnthropicStreamEncoder:
         elif kind == "tool_call":
             block = {"type": "tool_use", "id": event.tool_id or "", "name": event.tool_name or "", "input": {}}
         elif kind == "reasoning":
-            block = {"type": "thinking", "thinking": "", "signature": ""}
+            if not self._thinking:
+                self._held, self._held_sig = event.index, ""
+                return head
+            block = _THINKING_BLOCK
         elif kind == "redacted_reasoning":
             block = {"type": "redacted_thinking", "data": event.data or ""}
         else:
             return head
+        return head + self._open(event.index, block)
+
+    def _open(self, index: int, block: dict[str, Any]) -> bytes:
         anth = self._next_index
         self._next_index += 1
-        self._map[event.index] = anth
-        return head + _ev("content_block_start", {"type": "content_block_start", "index": anth, "content_block": block})
+        self._map[index] = anth
+        return _ev("content_block_start", {"type": "content_block_start", "index": anth, "content_block": block})
+
+    def _held_event(self, event: ir.StreamEvent) -> bytes:
+        """An event of the held-back reasoning block: opened by its first text, dropped at its stop without."""
+        cls = type(event)
+        if cls is ir.SignatureDelta:
+            self._held_sig = event.signature  # type: ignore[union-attr]
+            return b""
+        if cls is ir.BlockStop:
+            self._held = None
+            return b""
+        if cls is ir.ReasoningDelta and event.text:  # type: ignore[union-attr]
+            index: int = self._held  # type: ignore[assignment]
+            self._held = None
+            out = self._open(index, _THINKING_BLOCK) + self._delta(index, _THINKING_HEAD, event.text)  # type: ignore[union-attr]
+            if self._held_sig:
+                out += self._delta(index, _SIGNATURE_HEAD, self._held_sig)
+            return out
+        return b""
 
     def _message_end(self, event: ir.MessageEnd) -> bytes:
         self._done = True

@@ -36,6 +36,13 @@ Choices where protocols.md leaves one open:
   (``trigate:`` signatures): Claude rejects anything else in the history.
 - ``thinking`` / ``top_k`` go in ``additionalModelRequestFields`` only for Claude model ids (or when the
   Bedrock caller sent them there): other models reject unknown fields. gpt-oss gets ``reasoning_effort``.
+- An output effort (Anthropic ``output_config.effort``) reaches Claude models as
+  ``additionalModelRequestFields.output_config.effort``, Claude's own field, which Bedrock passes through
+  (Converse's ``outputConfig`` has only ``textFormat``); alone it does not turn thinking on. A Bedrock
+  caller's own ``outputConfig.effort`` is sent back where it was.
+- No parallel tool calls (``parallel_tool_calls: false``, ``disable_parallel_tool_use``): Converse has no
+  switch, so Claude models get Claude's ``tool_choice`` (same type as ``toolChoice``, with
+  ``disable_parallel_tool_use``) in ``additionalModelRequestFields``; other models' calls are relayed as made.
 - IR requestMetadata <-> ``metadata`` (only entries Bedrock's key/value pattern accepts); ``user`` is not
   sent (Bedrock has no end-user field).
 """
@@ -69,7 +76,7 @@ from trigate.formats.bedrock_stream import (
 from trigate.formats.bedrock_stream import render_stream_error as _render_stream_error
 from trigate.formats.openai_chat import parse_data_url
 from trigate.translate import ir
-from trigate.translate.media import sniff_image_type
+from trigate.translate.media import image_type
 from trigate.translate.reasoning import budget_for_effort, default_max_tokens, fit_thinking
 
 __all__ = ["CITATIONS_MARKER", "CODEC", "JSON_MARKER", "OPAQUE_MARKER", "model_family", "tool_id"]
@@ -540,6 +547,27 @@ def _decode_model_fields(raw: Any, req: ir.Request, extras: dict[str, Any]) -> N
                 raise _bad(f"{p}.budget_tokens must be a non-negative integer", f"{p}.budget_tokens")
             cfg.budget_tokens = budget
         req.reasoning = cfg
+    # Claude's own output_config / tool_choice, passed through by Bedrock (restored verbatim from _amrf).
+    output_config = fields.get("output_config")
+    effort = output_config.get("effort") if isinstance(output_config, dict) else None
+    if effort is not None:
+        if not isinstance(effort, str):
+            raise _bad(
+                "additionalModelRequestFields.output_config.effort must be a string",
+                "additionalModelRequestFields.output_config.effort",
+            )
+        req.reasoning = req.reasoning or ir.ReasoningConfig()
+        req.reasoning.effort = effort
+        req.reasoning.effort_is_hint = True
+    tool_choice = fields.get("tool_choice")
+    no_parallel = tool_choice.get("disable_parallel_tool_use") if isinstance(tool_choice, dict) else None
+    if no_parallel is not None:
+        if not isinstance(no_parallel, bool):
+            raise _bad(
+                "additionalModelRequestFields.tool_choice.disable_parallel_tool_use must be a boolean",
+                "additionalModelRequestFields.tool_choice.disable_parallel_tool_use",
+            )
+        req.parallel_tool_calls = not no_parallel
 
 
 def _decode_output_config(raw: Any, req: ir.Request, extras: dict[str, Any]) -> None:
@@ -570,6 +598,7 @@ def _decode_output_config(raw: Any, req: ir.Request, extras: dict[str, Any]) -> 
             raise _bad("outputConfig.effort must be a string", "outputConfig.effort")
         req.reasoning = req.reasoning or ir.ReasoningConfig()
         req.reasoning.effort = effort
+        req.reasoning.effort_is_hint = True
     # The rest, including effort (which marks the effort as native so the encoder keeps it there rather
     # than turning it into a thinking budget), comes back verbatim.
     if cfg:
@@ -630,17 +659,11 @@ def tool_id(raw: str) -> str:
 
 
 def _image_format(media_type: str | None, data: str) -> str | None:
-    if media_type:
-        mt = media_type.lower()
-        if mt.startswith("image/"):
-            fmt = mt[6:]
-            if fmt == "jpg":
-                fmt = "jpeg"
-            if fmt in IMAGE_FORMATS:
-                return fmt
-            return None
-    sniffed = sniff_image_type(data)
-    return sniffed.removeprefix("image/") if sniffed else None
+    mt = image_type(media_type, data)
+    if mt is None or not mt.startswith("image/"):
+        return None
+    fmt = mt[6:]
+    return fmt if fmt in IMAGE_FORMATS else None
 
 
 def _image_block(img: ir.Image, p: str) -> dict[str, Any]:
@@ -973,6 +996,20 @@ def _encode_tool_config(req: ir.Request, extras: dict[str, Any], enc: _Enc) -> d
     return cfg
 
 
+def _claude_tool_choice(choice: dict[str, Any]) -> dict[str, Any]:
+    """Converse's toolChoice as Claude's own tool_choice with parallel calls off. Converse has no such switch;
+    Bedrock passes Claude's tool_choice through the model fields, and it must name the same choice as
+    toolConfig does (a different type is refused as a conflict)."""
+    if "any" in choice:
+        out: dict[str, Any] = {"type": "any"}
+    elif "tool" in choice:
+        out = {"type": "tool", "name": choice["tool"]["name"]}
+    else:
+        out = {"type": "auto"}
+    out["disable_parallel_tool_use"] = True
+    return out
+
+
 def _anthropic_effort(effort: str | None) -> str | None:
     if effort in _ANTHROPIC_EFFORTS:
         return effort
@@ -1033,8 +1070,11 @@ def encode_request(req: ir.Request, model: str) -> dict[str, Any]:
     had_top_k = amrf.pop("top_k", None) is not None
     had_thinking = amrf.pop("thinking", None) is not None
     output_config: dict[str, Any] = dict(extras.get("_output_config") or {})
-    native_effort = "effort" in output_config
+    # The Bedrock caller's own outputConfig.effort goes back where it was; other output efforts (Anthropic's)
+    # go where Bedrock takes them for Claude, its output_config among the model fields.
+    own_effort = "effort" in output_config
     output_config.pop("effort", None)
+    native_effort = own_effort or (req.reasoning is not None and req.reasoning.effort_is_hint)
 
     max_tokens = req.max_tokens
     if max_tokens is None and enc.claude:
@@ -1043,7 +1083,7 @@ def encode_request(req: ir.Request, model: str) -> dict[str, Any]:
     effort: str | None = None
     if enc.claude or had_thinking:
         thinking, effort, max_tokens = _claude_thinking(req, max_tokens, native_effort, model)
-    elif req.reasoning is not None and native_effort:
+    elif req.reasoning is not None and own_effort:
         effort = req.reasoning.effort
     elif req.reasoning is not None and model_family(model) == "openai":
         # gpt-oss on Bedrock takes OpenAI's own knob, through the model fields.
@@ -1081,10 +1121,17 @@ def encode_request(req: ir.Request, model: str) -> dict[str, Any]:
         amrf["top_k"] = req.top_k
     if thinking is not None:
         amrf["thinking"] = thinking
+    if effort is not None and not own_effort:
+        amrf["output_config"] = {**(amrf.get("output_config") or {}), "effort": effort}
+    tc = req.tool_choice
+    if req.parallel_tool_calls is False and enc.claude and tool_config is not None and req.tools and (
+        tc is None or tc.mode != "none"
+    ):
+        amrf.setdefault("tool_choice", _claude_tool_choice(tool_config.setdefault("toolChoice", {"auto": {}})))
     if amrf:
         body["additionalModelRequestFields"] = amrf
 
-    if effort is not None:
+    if effort is not None and own_effort:
         output_config["effort"] = effort
     if rf is not None and rf.type == "json_schema" and rf.schema is not None:
         output_config["textFormat"] = _response_format(rf)

@@ -32,7 +32,14 @@ Choices where protocols.md leaves one open:
   Files API and YouTube URIs only.
 - Efforts map to ``thinkingBudget`` with Gemini's own OpenAI-layer table (minimal/low 1024, medium 8192,
   high and above 24576), not ``thinkingLevel``: budgets are accepted by Gemini 2.5 and, for backwards
-  compatibility, Gemini 3, while the levels each Gemini 3 model accepts differ.
+  compatibility, Gemini 3, while the levels each Gemini 3 model accepts differ. An Anthropic output effort
+  without thinking (``output_config.effort`` alone) sets no thinking config: it is a hint about the whole
+  answer's spend, not a request for thinking, and Gemini has no knob for it but thinking ones.
+- Image types are written the standard way (``image/jpg`` as ``image/jpeg``: Gemini refuses the alias);
+  an image without a type gets the one its bytes show.
+- Gemini has no control over parallel function calls (``functionCallingConfig`` has none), so
+  ``parallel_tool_calls: false`` / ``disable_parallel_tool_use`` cannot be passed on; the calls the model
+  makes are relayed as made rather than cut to the first.
 - For ``gemini-3*`` models, a model turn whose function calls carry no thought signature (history made by
   another model or format) gets Google's documented placeholder ``skip_thought_signature_validator`` on its
   first call; without it those models refuse the request with a 400.
@@ -61,6 +68,7 @@ from trigate.formats.checks import expect_list as _list
 from trigate.formats.checks import expect_str as _str
 from trigate.formats.checks import kind_name as _kind_name
 from trigate.translate import ir
+from trigate.translate.media import image_type
 from trigate.translate.reasoning import DEFAULT_EFFORT
 from trigate.wire.sse import encode_event
 
@@ -730,13 +738,13 @@ def _needs_inline(what: str, param: str) -> GatewayError:
 def _media_part(p: ir.Part, param: str) -> dict[str, Any] | None:
     if isinstance(p, ir.Image):
         if p.data is not None:
-            return {"inlineData": {"mimeType": p.media_type or "image/png", "data": p.data}}
+            return {"inlineData": {"mimeType": image_type(p.media_type, p.data) or "image/png", "data": p.data}}
         if p.url is not None:
             if not _is_file_uri(p.url):
                 raise _needs_inline("images", param)
             fd: dict[str, Any] = {"fileUri": p.url}
             if p.media_type:
-                fd = {"mimeType": p.media_type, "fileUri": p.url}
+                fd = {"mimeType": image_type(p.media_type), "fileUri": p.url}
             return {"fileData": fd}
         raise GatewayError(
             "invalid_request",
@@ -997,14 +1005,15 @@ def _encode_thinking(rc: ir.ReasoningConfig | None, model: str) -> dict[str, Any
         return {"thinkingBudget": _MIN_BUDGET_PRO if pro else 0}
     budget = rc.budget_tokens
     if budget is None or budget < -1:
-        if rc.effort is not None:
+        if rc.effort is not None and (rc.mode is not None or not rc.effort_is_hint):
             budget = EFFORT_BUDGETS.get(rc.effort, EFFORT_BUDGETS[DEFAULT_EFFORT])
         elif rc.mode == "adaptive":
             budget = -1  # the model decides, as Anthropic's adaptive thinking does
         elif rc.mode is not None:
             budget = EFFORT_BUDGETS[DEFAULT_EFFORT]
         else:
-            # Only a summary preference (Responses reasoning.summary): thinking stays at the model default.
+            # Only a summary preference (Responses reasoning.summary), or an output-effort hint without
+            # thinking (Anthropic output_config.effort): thinking stays at the model default.
             return {"includeThoughts": True} if rc.summary is not None else {}
     if budget > 0:
         budget = min(budget, _MAX_BUDGET_PRO if pro else _MAX_BUDGET)

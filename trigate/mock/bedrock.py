@@ -5,7 +5,9 @@ like the service's: messageStart, text and reasoning blocks opened by their firs
 contentBlockStart), toolUse blocks with contentBlockStart and input fragments, messageStop, then metadata
 with usage. Requests are authenticated with SigV4 (checked with the known secret) or a Bedrock API key
 (``Authorization: Bearer``), and validated the way the service validates what translators most often get
-wrong: alternation, first turn, tool result ids, toolConfig with tool blocks, blank text.
+wrong: alternation, first turn, tool result ids, toolConfig with tool blocks, blank text, ``outputConfig``
+members Converse does not have (it has only ``textFormat``), Claude's ``tool_choice`` in the model fields
+without a ``type``. ``tool_choice.disable_parallel_tool_use`` there turns parallel tool calls off.
 """
 
 from __future__ import annotations
@@ -232,7 +234,16 @@ def _validate(body: Any) -> str | None:
     temperature = inference.get("temperature")
     if temperature is not None and not 0 <= temperature <= 1:
         return "The value of temperature must be between 0 and 1."
-    thinking = (body.get("additionalModelRequestFields") or {}).get("thinking") or {}
+    output_config = body.get("outputConfig")
+    if isinstance(output_config, dict):
+        for k in output_config:
+            if k != "textFormat":
+                return f"Malformed input request: #/outputConfig: extraneous key [{k}] is not permitted"
+    amrf = body.get("additionalModelRequestFields") or {}
+    tool_choice = amrf.get("tool_choice")
+    if tool_choice is not None and (not isinstance(tool_choice, dict) or "type" not in tool_choice):
+        return "The model returned the following errors: tool_choice.type: Field required"
+    thinking = amrf.get("thinking") or {}
     if thinking.get("type") == "enabled":
         budget = thinking.get("budget_tokens", 0)
         if budget < 1024:
@@ -304,8 +315,11 @@ def conversation(body: dict[str, Any]) -> Conversation:
         elif "tool" in choice:
             conv.tool_choice, conv.forced_tool = "tool", choice["tool"].get("name")
     conv.max_tokens = (body.get("inferenceConfig") or {}).get("maxTokens")
-    thinking = (body.get("additionalModelRequestFields") or {}).get("thinking") or {}
+    amrf = body.get("additionalModelRequestFields") or {}
+    thinking = amrf.get("thinking") or {}
     conv.thinking = thinking.get("type") in ("enabled", "adaptive")
+    # Claude's own tool_choice, passed through by Bedrock: the only way to turn parallel calls off.
+    conv.parallel = not (amrf.get("tool_choice") or {}).get("disable_parallel_tool_use", False)
     return conv
 
 

@@ -11,8 +11,10 @@
 routes want. Streams are ``data:``-only SSE events separated by ``\\r\\n\\r\\n`` (as Google sends them) with
 ``alt=sse``, or one incrementally written JSON array without it. Like the real API, requests are checked
 for what translators most often get wrong: unknown fields (``model`` in the body, OpenAI names), empty
-parts, function responses that do not answer the previous turn's calls, and, for ``gemini-3*`` models,
-function calls replayed without their thought signature.
+parts, image MIME types Gemini does not take (``image/jpg``), function responses that do not answer the
+previous turn's calls, and, for ``gemini-3*`` models, function calls replayed without their thought
+signature. Like Gemini 3, ``gemini-3*`` models sign their text answer (``thoughtSignature`` on the text
+part, or on the last text chunk of a stream) and the first function call of a step, thinking or not.
 """
 
 from __future__ import annotations
@@ -100,6 +102,8 @@ _PART_DATA = (
     "executableCode",
     "codeExecutionResult",
 )
+# The image types Gemini takes; it refuses others, aliases such as image/jpg included.
+_IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/heic", "image/heif"})
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 MODELS = ["gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-flash-lite", "gemini-3-pro-preview"]
 
@@ -262,6 +266,9 @@ def _check_part(p: Any, where: str, role: str) -> str | None:
                 return f"* GenerateContentRequest.{where}.{_snake(key)}.{_snake(field)}: field required"
             if key == "inlineData" and not isinstance(_get(blob, "mimeType"), str):
                 return f"* GenerateContentRequest.{where}.inline_data.mime_type: field required"
+            mime = _get(blob, "mimeType")
+            if isinstance(mime, str) and mime.startswith("image/") and mime not in _IMAGE_TYPES:
+                return f"Unsupported MIME type: {mime}"
     return None
 
 

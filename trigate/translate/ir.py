@@ -172,6 +172,9 @@ class ReasoningConfig:
     # Anthropic thinking.type: enabled | adaptive | disabled; None when unspecified.
     mode: str | None = None
     display: str | None = None  # Anthropic thinking.display
+    # ``effort`` is Anthropic's output_config.effort (Bedrock: outputConfig.effort), a hint about how much to
+    # spend on the whole answer, not a request for thinking as OpenAI's reasoning_effort is.
+    effort_is_hint: bool = False
 
 
 @define

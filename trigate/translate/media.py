@@ -4,6 +4,8 @@ from __future__ import annotations
 
 # Base64 prefixes of the image signatures (PNG, JPEG, GIF, WebP/RIFF).
 _IMAGE_PREFIXES = (("iVBOR", "image/png"), ("/9j/", "image/jpeg"), ("R0lGOD", "image/gif"), ("UklGR", "image/webp"))
+# Non-standard spellings clients send (file-extension habit) that Anthropic, Bedrock and Gemini refuse.
+_IMAGE_ALIASES = {"image/jpg": "image/jpeg"}
 
 
 def sniff_image_type(data: str) -> str | None:
@@ -13,3 +15,14 @@ def sniff_image_type(data: str) -> str | None:
         if head.startswith(prefix):
             return media_type
     return None
+
+
+def image_type(media_type: str | None, data: str | None = None) -> str | None:
+    """The MIME type to send for an image: ``media_type`` lower-cased, with aliases such as ``image/jpg``
+    written the standard way; when it is absent or not an image type (``application/octet-stream``), the
+    type sniffed from base64 ``data``; failing both, ``media_type`` as given (lower-cased) or None."""
+    mt = media_type.lower() if media_type else None
+    if mt is not None and mt.startswith("image/"):
+        return _IMAGE_ALIASES.get(mt, mt)
+    sniffed = sniff_image_type(data) if data else None
+    return sniffed or mt

@@ -7,6 +7,8 @@ meaning whichever pair of formats it crosses.
 
 from __future__ import annotations
 
+from trigate.translate import ir
+
 # Anthropic rejects a thinking budget below this.
 MIN_THINKING_BUDGET = 1024
 
@@ -92,3 +94,16 @@ def fit_thinking(budget: int, max_tokens: int) -> tuple[int, int]:
     if max_tokens <= budget:
         max_tokens = budget + max(max_tokens, 1)
     return budget, max_tokens
+
+
+def thinking_requested(rc: ir.ReasoningConfig | None) -> bool:
+    """Whether the caller asked the model to think: a thinking mode other than disabled, a non-zero budget,
+    or a reasoning effort other than ``none`` that is a request (OpenAI, Gemini) and not Anthropic's
+    output-effort hint."""
+    if rc is None:
+        return False
+    if rc.mode is not None:
+        return rc.mode != "disabled"
+    if rc.budget_tokens is not None:
+        return rc.budget_tokens != 0
+    return rc.effort is not None and rc.effort != "none" and not rc.effort_is_hint
