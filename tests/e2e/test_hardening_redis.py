@@ -152,8 +152,17 @@ def assert_refused_in_each_format(s: Servers) -> None:
                    headers={"authorization": f"Bearer {FREE}"})
     assert r.status_code == 503 and set(r.json()) == {"message"} and "limits backend" in r.json()["message"]
 
-    for resp in (oe.value.response, ae.value.response, r):
+    # passthrough is limited too, so it is refused the same way
+    p = passthrough(s)
+    assert p.status_code == 503 and p.json()["error"]["code"] == "limits_backend_unavailable"
+
+    for resp in (oe.value.response, ae.value.response, r, p):
         assert PASSWORD not in resp.text
+
+
+def passthrough(s: Servers, key: str = FREE) -> httpx.Response:
+    return httpx.post(s.url + "/openai/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": USER},
+                      headers={"authorization": f"Bearer {key}"}, timeout=20)
 
 
 def ready(s: Servers) -> httpx.Response:
@@ -224,17 +233,18 @@ def metric(s: Servers, name: str) -> float:
 
 def test_fail_open_serves_without_limits_while_redis_is_down(redis: RedisProcess, records: Records) -> None:
     with Servers(redis_config(redis.port, on_backend_error="open"), mock_key=UPSTREAM_KEY) as s:
-        # rpm=2, but nothing can count: five requests pass, in both client formats
+        # rpm=2, but nothing can count: six requests pass, in both client formats and passthrough
         assert [chat(s, LIMITED).status_code for _ in range(4)] == [200] * 4
         ant(s, LIMITED).messages.create(model="claude-sonnet-4-6", max_tokens=50, messages=USER)
-        assert metric(s, "trigate_limits_unenforced_requests_total") == 5
+        assert passthrough(s, LIMITED).status_code == 200
+        assert metric(s, "trigate_limits_unenforced_requests_total") == 6
         r = ready(s)
         assert r.status_code == 200 and "serving without limits" in r.json()["degraded"]
 
         redis.start()
         eventually(lambda: "degraded" not in ready(s).json())
         assert [chat(s, LIMITED).status_code for _ in range(3)] == [200, 200, 429]
-        assert metric(s, "trigate_limits_unenforced_requests_total") == 5
+        assert metric(s, "trigate_limits_unenforced_requests_total") == 6
     assert len(records.outage_warnings()) == 1
     assert records.problems() == []
 

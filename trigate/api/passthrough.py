@@ -20,7 +20,7 @@ import orjson
 import trio
 from quart import Quart, Response, request
 
-from trigate.api.text import end_lease, error_response, limit_rules
+from trigate.api.text import acquire_lease, end_lease, error_response, limit_rules
 from trigate.errors import GatewayError
 from trigate.formats import get_codec
 from trigate.gateway import Gateway
@@ -128,7 +128,7 @@ def register(app: Quart, gw: Gateway) -> None:
             if rules:
                 # nothing to estimate tokens from (the body is streamed as it comes): the usage seen
                 # in the answer is settled afterwards, and an exhausted tpm still refuses
-                lease = await limiter.acquire(rules, 0)
+                lease = await acquire_lease(gw, limiter, rules, 0)
             try:
                 return await _forward(gw, ex, provider, path, headers, limiter, lease)
             except BaseException:
