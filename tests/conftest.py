@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import settings
 
-from tests.harness import UPSTREAM_KEY, LogCapture, Servers, openai_config, start_redis
+from tests.harness import UPSTREAM_KEY, LogCapture, Postgres, Servers, openai_config, start_redis
 
 # Property tests check behaviour, not speed: Hypothesis's default 200 ms deadline per example is a
 # timing assertion, and on a shared CI machine a GC pause or a noisy neighbour turns it into a flake.
@@ -49,3 +49,38 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(5)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL server of the suite's own, on a free loopback port (CI installs the package);
+    its URL, for the ``trigate`` database."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = Postgres(port)
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """The suite's PostgreSQL, emptied of the gateway's tables before each test."""
+    import psycopg
+
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute("drop schema public cascade")
+        conn.execute("create schema public")
+    return postgres_server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def state_files_in_a_temporary_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Gateways whose config names no state files write the defaults (trigate.sqlite3, ...) relative
+    to the working directory: the suite's land in a directory of its own, not in the checkout."""
+    import os
+
+    before = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(before)

@@ -148,6 +148,7 @@ def openai_config(mock_url: str, **extra: Any) -> dict[str, Any]:
             {"name": "vllm/*", "provider": "vllm"},
         ],
         "store": {"responses_path": ":memory:"},
+        "database": {"url": ":memory:"},
     }
     cfg.update(extra)
     return cfg
@@ -187,3 +188,71 @@ def start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
             proc.kill()
             raise RuntimeError(f"redis-server did not start on port {port}")
         time.sleep(0.05)
+
+
+POSTGRES_BIN = Path("/usr/lib/postgresql")
+
+
+def postgres_binary(name: str) -> str:
+    """A PostgreSQL server program (``initdb``, ``postgres``): Debian keeps them under its versioned dir."""
+    found = sorted(POSTGRES_BIN.glob(f"*/bin/{name}"))
+    if found:
+        return str(found[-1])
+    binary = shutil.which(name)
+    if binary is None:
+        raise RuntimeError(f"{name} not found (apt-get install postgresql); the PostgreSQL tests need it")
+    return binary
+
+
+class Postgres:
+    """A real PostgreSQL server of the test's own on a loopback ``port``, with trust auth for the
+    ``trigate`` role and a ``trigate`` database, started once it accepts connections.
+
+    The server refuses to run as root, so as root it runs as the ``postgres`` user the Debian package
+    creates, in a directory of its own outside pytest's (root-only) temporary tree."""
+
+    def __init__(self, port: int) -> None:
+        import os
+        import tempfile
+
+        self.port = port
+        self.url = f"postgresql://trigate@127.0.0.1:{port}/trigate"
+        self.dir = Path(tempfile.mkdtemp(prefix="trigate-pg-"))
+        data = self.dir / "pgdata"
+        data.mkdir()
+        as_user: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres")
+            shutil.chown(data, "postgres")
+            as_user = ["runuser", "-u", "postgres", "--"]
+        subprocess.run([*as_user, postgres_binary("initdb"), "-D", str(data), "-U", "trigate", "-A", "trust",
+                        "--no-sync", "-E", "UTF8"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen([*as_user, postgres_binary("postgres"), "-D", str(data), "-p", str(port),
+                                      "-h", "127.0.0.1", "-k", str(self.dir), "-c", "fsync=off",
+                                      "-c", "max_connections=200"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import psycopg
+
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with psycopg.connect(f"postgresql://trigate@127.0.0.1:{port}/postgres", connect_timeout=1,
+                                     autocommit=True) as conn:
+                    conn.execute("create database trigate")
+                    return
+            except psycopg.OperationalError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"postgres did not start on port {port}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -235,6 +235,14 @@ class ObservabilityConfig:
 
 
 @define(frozen=True)
+class DatabaseConfig:
+    """Durable state: runtime keys, budgets, usage. An SQLite file (embedded, the default), or a
+    ``postgresql://`` URL when several replicas share it; ':memory:' keeps it for the process only."""
+
+    url: str = field(default="trigate.sqlite3", repr=False)  # may carry a password
+
+
+@define(frozen=True)
 class Config:
     listen: Listen = field(factory=Listen)
     server: ServerSettings = field(factory=ServerSettings)
@@ -248,6 +256,7 @@ class Config:
     store: StoreConfig = field(factory=StoreConfig)
     realtime: RealtimeSettings = field(factory=RealtimeSettings)
     observability: ObservabilityConfig = field(factory=ObservabilityConfig)
+    database: DatabaseConfig = field(factory=DatabaseConfig)
 
 
 _converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
@@ -520,4 +529,5 @@ def default_config(env: Mapping[str, str] | None = None) -> Config:
             providers[name] = ProviderConfig(kind=kind, api_key=key)
             models.extend(ModelRoute(name=p, provider=name) for p in patterns)
     return Config(providers=providers, models=models, store=StoreConfig(responses_path=":memory:"),
+                  database=DatabaseConfig(url=":memory:"),
                   auth=AuthConfig(open=True))

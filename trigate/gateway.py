@@ -14,6 +14,7 @@ from trigate.policies.balancer import Balancer
 from trigate.policies.limits import Limiter
 from trigate.routing import Router
 from trigate.store.responses import ResponseStore
+from trigate.store.sql import Database
 from trigate.upstream.providers import Provider
 from trigate.upstream.stream_watch import StreamWatch
 
@@ -30,6 +31,8 @@ class Gateway:
     keys: KeyRing
     limiter: Limiter
     balancer: Balancer
+    # Durable state (runtime keys, budgets, usage): SQLite by default, PostgreSQL for replicas.
+    database: Database
     # Set when shutdown began: /ready answers 503 so load balancers stop sending traffic.
     draining: bool = False
     extras: dict[str, object] = field(factory=dict)

@@ -35,6 +35,8 @@ async def apply(gw: Gateway, new: Config, mock_urls: dict[str, str]) -> list[str
         notes.append("listen address changed: restart to apply")
     if new.store != old.store:
         notes.append("store changed: restart to apply")
+    if new.database != old.database:
+        notes.append("database changed: restart to apply")
     providers, router, keys = build_providers(new, mock_urls), Router(new), KeyRing(new.auth)
     limiter = gw.limiter
     if (new.limits.backend, new.limits.redis_url) != (old.limits.backend, old.limits.redis_url):

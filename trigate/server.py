@@ -25,6 +25,7 @@ from trigate.policies.limits import make_limiter
 from trigate.reload import watch
 from trigate.routing import Router
 from trigate.store.responses import open_response_store
+from trigate.store.sql import Database
 from trigate.upstream.client import make_client, make_transport
 from trigate.upstream.providers import build_providers
 
@@ -94,6 +95,7 @@ async def run_gateway(
             http=make_client(config.server, transport),
             transport=transport,
             responses=open_response_store(config.store.responses_path),
+            database=Database.open(config.database.url),
             keys=KeyRing(config.auth),
             limiter=make_limiter(config.limits.backend, config.limits.redis_url),
             balancer=Balancer(config.health),
@@ -184,6 +186,7 @@ async def run_gateway(
                 with trio.CancelScope(shield=True):
                     await gw.http.aclose()
                     await gw.responses.aclose()
+                    await gw.database.aclose()
                     await gw.limiter.aclose()
                     for p in [*gw.providers.values(), *gw.retired_providers]:
                         await p.aclose()
