@@ -256,3 +256,93 @@ class Postgres:
                 self.proc.kill()
                 self.proc.wait(5)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MockProcess:
+    """``trigate mock`` as its own process (an upstream shared by several gateway processes)."""
+
+    def __init__(self, token_delay_ms: float = 0.0) -> None:
+        import sys
+
+        self.port = free_loopback_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([sys.executable, "-m", "trigate.cli", "mock", "--port", str(self.port),
+                                      "--token-delay-ms", str(token_delay_ms)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(self.url + "/_mock/requests", timeout=1)
+                return
+            except httpx.TransportError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("trigate mock did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+class GatewayProcess:
+    """``trigate serve --config FILE`` as a real process: one replica of several sharing a database or
+    Redis. ``config`` is the YAML document as a dict (its listen port is set here); stderr goes to
+    ``log_path``. ``kill()`` is kill -9; ``start()`` runs it again on the same port and config."""
+
+    def __init__(self, config: dict[str, Any], workdir: Path, name: str = "gw") -> None:
+        import yaml
+
+        self.port = free_loopback_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config_path = workdir / f"{name}.yaml"
+        self.log_path = workdir / f"{name}.log"
+        self.workdir = workdir
+        cfg = dict(config)
+        cfg["listen"] = {"host": "127.0.0.1", "port": self.port}
+        self.config_path.write_text(yaml.safe_dump(cfg))
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        import os
+        import sys
+
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "trigate.cli", "serve", "--config",
+                                          str(self.config_path)], cwd=self.workdir, env=env,
+                                         stdout=log, stderr=log)
+        wait_healthy(self.proc, self.url, 30, self.log)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """kill -9: no shutdown code runs."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        import signal as _signal
+
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(_signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)

@@ -148,6 +148,15 @@ class ModelRoute:
 
 
 @define(frozen=True)
+class BudgetSpec:
+    """A USD spend limit over a window: ``daily`` and ``monthly`` reset at the start of each UTC day or
+    month, ``total`` never resets by itself."""
+
+    usd: float
+    window: str = "monthly"  # daily | monthly | total
+
+
+@define(frozen=True)
 class ClientKey:
     """A gateway API key. Give the key itself (usually `${ENV}`) or its SHA-256 hex digest; only the
     digest is kept in memory."""
@@ -163,6 +172,7 @@ class ClientKey:
     tpm: int | None = None
     max_concurrent: int | None = None
     metadata: dict[str, str] = field(factory=dict)  # e.g. team, user
+    budget: BudgetSpec | None = None
 
 
 @define(frozen=True)

@@ -13,7 +13,7 @@ from fnmatch import fnmatchcase
 
 from attrs import define, field
 
-from trigate.config import AuthConfig, ClientKey
+from trigate.config import AuthConfig, BudgetSpec, ClientKey
 from trigate.errors import GatewayError
 
 
@@ -26,6 +26,12 @@ class Principal:
     tpm: int | None = None
     max_concurrent: int | None = None
     metadata: dict[str, str] = field(factory=dict)
+    budget: BudgetSpec | None = None  # this key's own USD budget
+
+    @property
+    def team(self) -> str | None:
+        """The team the key belongs to (``metadata.team``): team budgets and usage reports use it."""
+        return self.metadata.get("team")
 
     def may_use(self, model: str) -> bool:
         return _allows(self.allowed_models, model)
@@ -53,7 +59,7 @@ def _principal(k: ClientKey) -> Principal:
         # a key held to some models must not reach any model raw through passthrough
         providers = None if models is None else ()
     return Principal(key_id=k.id, allowed_models=models, allowed_providers=providers, rpm=k.rpm, tpm=k.tpm,
-                     max_concurrent=k.max_concurrent, metadata=dict(k.metadata))
+                     max_concurrent=k.max_concurrent, metadata=dict(k.metadata), budget=k.budget)
 
 
 class KeyRing:
