@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import gc
+import logging
 import signal
-import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,8 +14,9 @@ from hypercorn.config import Config as HyperConfig
 from hypercorn.trio import serve
 
 from trigate.app import create_app
-from trigate.config import Config
+from trigate.config import Config, TargetSpec
 from trigate.gateway import Gateway
+from trigate.keepalive import finish_responses
 from trigate.mock.run import serve_mock
 from trigate.mock.state import MockState
 from trigate.observability.telemetry import Telemetry
@@ -29,17 +30,38 @@ from trigate.store.sql import Database
 from trigate.upstream.client import make_client, make_transport
 from trigate.upstream.providers import build_providers
 
+# What the operator reads on stderr (banner, signals); through logging so they queue with every other line.
+log = logging.getLogger("trigate")
 
-class ReusePortConfig(HyperConfig):
-    """Hypercorn's config, binding with SO_REUSEPORT so several worker processes share one port (the
-    kernel spreads connections); Hypercorn itself only sets it when it runs the workers."""
 
-    def create_sockets(self) -> Any:
-        self.workers = 2
+class ListenError(Exception):
+    """The listen address cannot be bound (in use, not permitted, unknown host): one line for the operator."""
+
+
+class ListenConfig(HyperConfig):
+    """Hypercorn's config with the listening sockets bound up front by ``bind_now``, so a busy port is one
+    clear error before anything else starts; with ``reuse_port`` they bind with SO_REUSEPORT, so several
+    worker processes share one port (the kernel spreads connections), which Hypercorn itself only sets
+    when it runs the workers."""
+
+    reuse_port = False
+    _bound: Any = None
+
+    def bind_now(self) -> None:
+        self.workers = 2 if self.reuse_port else 1
         try:
-            return super().create_sockets()
+            self._bound = super().create_sockets()
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+            raise ListenError(f"cannot listen on {', '.join(self.bind)}: {reason}") from None
         finally:
             self.workers = 1
+
+    def create_sockets(self) -> Any:
+        if self._bound is None:
+            self.bind_now()
+        bound, self._bound = self._bound, None
+        return bound
 
 
 @define
@@ -58,7 +80,11 @@ def describe(gw: Gateway, url: str) -> str:
         lines.append(f"  {p.name:<12} {p.kind:<10} {p.base_url}")
     lines.append("models:")
     for route in gw.config.models:
-        lines.append(f"  {route.name:<24} -> {route.provider}" + (f" ({route.model})" if route.model else ""))
+        targets = route.targets or [TargetSpec(provider=route.provider or "", model=route.model)]
+        shown = ", ".join(t.provider + (f" ({t.model})" if t.model else "") for t in targets)
+        if route.fallbacks:
+            shown += f"; fallbacks: {', '.join(route.fallbacks)}"
+        lines.append(f"  {route.name:<24} -> {shown}")
     return "\n".join(lines)
 
 
@@ -75,6 +101,10 @@ async def run_gateway(
     """Serve until ``shutdown_trigger`` returns or, with ``handle_signals``, SIGTERM/SIGINT arrives.
     In-flight requests then get ``server.graceful_timeout`` seconds to finish. With ``config_path``
     the config is reloaded when the file changes (and on SIGHUP with ``handle_signals``)."""
+    hc = ListenConfig()
+    hc.reuse_port = reuse_port
+    hc.bind = [f"{config.listen.host}:{config.listen.port}"]
+    hc.bind_now()
     async with trio.open_nursery() as nursery:
         mocks: dict[str, MockState] = {}
         mock_urls: dict[str, str] = {}
@@ -105,6 +135,7 @@ async def run_gateway(
         await nursery.start(gw.limiter.run)
         await nursery.start(gw.stream_watch.run)
         app = create_app(gw)
+        asgi = finish_responses(gw.asgi(app), max_drain_bytes=config.server.max_body_bytes)
 
         stop = trio.Event()
 
@@ -151,16 +182,17 @@ async def run_gateway(
             async def on_signals() -> None:
                 with signal_scope, trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                     async for signum in signals:
-                        print(f"trigate: received {signal.Signals(signum).name}, draining "
-                              f"(up to {config.server.graceful_timeout:g}s)", file=sys.stderr, flush=True)
+                        log.info(f"trigate: received {signal.Signals(signum).name}, draining "
+                                 f"(up to {config.server.graceful_timeout:g}s)")
                         stop.set()
                         return
 
             nursery.start_soon(on_signals)
 
-        hc = ReusePortConfig() if reuse_port else HyperConfig()
-        hc.bind = [f"{config.listen.host}:{config.listen.port}"]
         hc.accesslog = None  # trigate writes its own access log (telemetry.py)
+        # Hypercorn's own lines go through the gateway's logging like every other record; left to itself
+        # it adds a second stderr handler (every line printed twice) whose format needs the process id.
+        hc.errorlog = logging.getLogger("hypercorn.error")
         hc.graceful_timeout = config.server.graceful_timeout
         hc.keep_alive_timeout = 75
         hc.backlog = 4096
@@ -179,7 +211,7 @@ async def run_gateway(
         async def serve_app(*, task_status: trio.TaskStatus[list[str]]) -> None:
             try:
                 with serve_scope:
-                    await serve(gw.asgi(app), hc, shutdown_trigger=trigger,  # type: ignore[arg-type]
+                    await serve(asgi, hc, shutdown_trigger=trigger,  # type: ignore[arg-type]
                                 task_status=task_status)
             finally:
                 gw.stream_watch.close()
@@ -200,5 +232,6 @@ async def run_gateway(
         binds = await nursery.start(serve_app)
         url = binds[0]
         if announce:
-            print(describe(gw, url), file=sys.stderr, flush=True)
+            # through logging, as Hypercorn's lines are: one writer thread, so lines never interleave
+            log.info(describe(gw, url))
         task_status.started(Running(url=url, gateway=gw, mocks=mocks, mock_urls=mock_urls))
