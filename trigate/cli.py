@@ -5,12 +5,22 @@ from __future__ import annotations
 import argparse
 import sys
 from functools import partial
+from importlib import metadata
 
 import trio
 
 from trigate import __version__
 from trigate.config import Config, ConfigError, default_config, load_config
 from trigate.logs import setup_logging
+from trigate.workers import worker_count
+
+
+def version_line() -> str:
+    """``trigate 0.1.0``: the installed distribution's version (the source's own when run uninstalled)."""
+    try:
+        return f"trigate {metadata.version('trigate')}"
+    except metadata.PackageNotFoundError:
+        return f"trigate {__version__}"
 
 
 def _load(path: str | None) -> Config:
@@ -25,22 +35,26 @@ def _load(path: str | None) -> Config:
 def cmd_serve(args: argparse.Namespace) -> int:
     from attrs import evolve
 
-    from trigate.server import run_gateway
+    from trigate.server import ListenError, run_gateway
 
     cfg = _load(args.config)
     if args.host or args.port is not None:
         listen = evolve(cfg.listen, host=args.host or cfg.listen.host,
                         port=cfg.listen.port if args.port is None else args.port)
         cfg = evolve(cfg, listen=listen)
-    if args.workers > 1:
-        from trigate.workers import serve_workers
-
-        return serve_workers(cfg, args.workers, config_path=args.config)
-    listener = setup_logging(cfg.server.access_log)
     try:
-        trio.run(partial(run_gateway, cfg, handle_signals=True, announce=True, config_path=args.config))
-    finally:
-        listener.stop()  # flushes what is queued
+        if args.workers > 1:
+            from trigate.workers import serve_workers
+
+            return serve_workers(cfg, args.workers, config_path=args.config)
+        listener = setup_logging(cfg.server.access_log)
+        try:
+            trio.run(partial(run_gateway, cfg, handle_signals=True, announce=True, config_path=args.config))
+        finally:
+            listener.stop()  # flushes what is queued
+    except ListenError as exc:
+        print(f"trigate: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -70,13 +84,14 @@ def cmd_mock(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="trigate", description="A Trio-native LLM API gateway")
+    parser.add_argument("--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run the gateway (no --config: embedded default with a local mock)")
     p.add_argument("--config", "-c", help="YAML config file")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
-    p.add_argument("--workers", "-w", type=int, default=1,
+    p.add_argument("--workers", "-w", type=worker_count, default=1,
                    help="gateway processes sharing the port (SO_REUSEPORT); one trio loop runs on one core")
     p.set_defaults(func=cmd_serve)
 
@@ -93,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_mock)
 
     p = sub.add_parser("version", help="print the version")
-    p.set_defaults(func=lambda a: print(__version__) or 0)
+    p.set_defaults(func=lambda a: print(version_line()) or 0)
 
     args = parser.parse_args(argv)
     try:

@@ -14,6 +14,7 @@ limits); embedded mock providers run once per worker.
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -36,6 +37,17 @@ def _die_with_parent() -> None:
         pass
 
 
+def worker_count(text: str) -> int:
+    """``--workers``: a process count, at least one (0 or less would silently mean one)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
+
+
 def _worker(config: Config, config_path: str | None, index: int) -> None:
     import trio
 
@@ -50,8 +62,22 @@ def _worker(config: Config, config_path: str | None, index: int) -> None:
                          config_path=config_path, reuse_port=True))
     except KeyboardInterrupt:
         pass
+    except trigate.server.ListenError as exc:
+        print(f"trigate: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
     finally:
         listener.stop()
+
+
+def _check_listen(config: Config) -> None:
+    """Bind the address once as the workers will, so a busy port is one error before any worker starts."""
+    from trigate.server import ListenConfig
+
+    probe = ListenConfig()
+    probe.reuse_port = True
+    probe.bind = [f"{config.listen.host}:{config.listen.port}"]
+    for sock in probe.create_sockets().insecure_sockets:
+        sock.close()
 
 
 def serve_workers(config: Config, workers: int, config_path: str | None = None) -> int:
@@ -60,11 +86,25 @@ def serve_workers(config: Config, workers: int, config_path: str | None = None) 
         raise ConfigError(["--workers: must be at least 1"])
     if workers > 1 and config.listen.port == 0:
         raise ConfigError(["listen.port: several workers need a fixed port (not 0)"])
+    made_dir: str | None = None
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # /metrics must add up every worker: prometheus-client's multiprocess mode, in a fresh directory
+        # of our own, removed when the workers are gone (a directory the operator named is theirs)
         import tempfile
 
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="trigate-metrics-")
+        made_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="trigate-metrics-")
+    try:
+        _check_listen(config)
+        return _supervise(config, workers, config_path)
+    finally:
+        if made_dir is not None:
+            import shutil
+
+            shutil.rmtree(made_dir, ignore_errors=True)
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+def _supervise(config: Config, workers: int, config_path: str | None) -> int:
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_worker, args=(config, config_path, i), name=f"trigate-worker-{i}", daemon=False)
              for i in range(workers)]
@@ -104,15 +144,14 @@ def serve_workers(config: Config, workers: int, config_path: str | None = None) 
 def main(argv: list[str] | None = None) -> int:
     """``python -m trigate.workers [--config FILE] [--workers N] [--host H] [--port P]``: the same as
     ``trigate serve --workers N`` (for use before the CLI has the flag)."""
-    import argparse
-
     from attrs import evolve
 
     from trigate.config import default_config, load_config
+    from trigate.server import ListenError
 
     parser = argparse.ArgumentParser(prog="python -m trigate.workers")
     parser.add_argument("--config", "-c")
-    parser.add_argument("--workers", "-w", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--workers", "-w", type=worker_count, default=os.cpu_count() or 1)
     parser.add_argument("--host")
     parser.add_argument("--port", type=int)
     args = parser.parse_args(argv)
@@ -122,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
             cfg = evolve(cfg, listen=evolve(cfg.listen, host=args.host or cfg.listen.host,
                                             port=cfg.listen.port if args.port is None else args.port))
         return serve_workers(cfg, args.workers, config_path=args.config)
+    except ListenError as exc:
+        print(f"trigate: {exc}", file=sys.stderr)
+        return 1
     except ConfigError as exc:
         print("trigate: invalid config:", file=sys.stderr)
         for problem in exc.problems:
