@@ -193,3 +193,21 @@ def test_workers_remove_the_metrics_directory_they_made(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_the_fake_upstream_keeps_its_connection_after_an_early_error(keyed: Servers) -> None:
+    """The fake upstream runs on the same stack, so the gateway's pooled connections to it must survive too."""
+    body = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}'
+    conn = h11.Connection(h11.CLIENT)
+    with _connect(keyed.mock_url) as sock:
+        # a method the route doesn't take: answered by the framework before the body arrived
+        sock.sendall(_request(conn, "TRACE", "/_mock/requests", len(body)))
+        time.sleep(0.3)
+        sock.sendall((conn.send(h11.Data(data=body)) or b"") + (conn.send(h11.EndOfMessage()) or b""))
+        got, _, _ = _read_response(sock, conn)
+        assert got == 405
+        conn.start_next_cycle()
+        sock.sendall(_request(conn, "GET", "/v1/models", 0, ("authorization", f"Bearer {UPSTREAM_KEY}"))
+                     + (conn.send(h11.EndOfMessage()) or b""))
+        got, _, payload = _read_response(sock, conn)
+        assert got == 200 and b"mock-gpt" in payload

@@ -8,6 +8,7 @@ import trio
 from hypercorn.config import Config as HyperConfig
 from hypercorn.trio import serve
 
+from trigate.keepalive import finish_responses
 from trigate.mock.server import create_mock_app
 from trigate.mock.state import MockState
 
@@ -28,7 +29,8 @@ async def serve_mock(
     hc.graceful_timeout = 1
     hc.keep_alive_timeout = 75
     hc.backlog = 4096
-    app = create_mock_app(state)
+    # the same keep-alive fix as the gateway's: an early error must not strand the connection it came on
+    app = finish_responses(create_mock_app(state), max_drain_bytes=64 * 1024 * 1024)
 
     async def started(*, task_status: trio.TaskStatus[list[str]]) -> None:
         await serve(app, hc, shutdown_trigger=shutdown_trigger or trio.sleep_forever,  # type: ignore[arg-type]
