@@ -211,3 +211,22 @@ def test_the_fake_upstream_keeps_its_connection_after_an_early_error(keyed: Serv
                      + (conn.send(h11.EndOfMessage()) or b""))
         got, _, payload = _read_response(sock, conn)
         assert got == 200 and b"mock-gpt" in payload
+
+
+def test_passthrough_answers_carry_one_date_and_one_server_header(keyed: Servers) -> None:
+    conn = h11.Connection(h11.CLIENT)
+    with _connect(keyed.url) as sock:
+        sock.sendall(_request(conn, "GET", "/openai/v1/models", 0, ("authorization", f"Bearer {GOOD_KEY}"))
+                     + (conn.send(h11.EndOfMessage()) or b""))
+        status = 0
+        names: list[bytes] = []
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(sock.recv(65536))
+            elif isinstance(event, h11.Response):
+                status, names = event.status_code, [k for k, _ in event.headers]
+            elif isinstance(event, h11.EndOfMessage):
+                break
+    assert status == 200
+    assert names.count(b"date") == 1 and names.count(b"server") == 1, names

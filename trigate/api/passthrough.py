@@ -36,6 +36,8 @@ from trigate.wire.sse import SSEDecoder
 # RFC 9110 hop-by-hop headers, plus those httpx/hypercorn set themselves.
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                         "transfer-encoding", "upgrade", "host", "content-length"})
+# Set again by Hypercorn on every answer: relayed too, the client would see each twice.
+SERVER_SET = frozenset({"date", "server"})
 # Client credentials, never forwarded: the provider's own are injected instead.
 CLIENT_AUTH = frozenset({"authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie"})
 # Keep at most this much of a JSON answer to look for usage in.
@@ -166,7 +168,8 @@ async def _forward(gw: Gateway, ex: Exchange, provider: Any, path: str, headers:
     except httpx.HTTPError as exc:
         raise transport_error(exc, provider.name) from None
     tap = _UsageTap(resp.headers.get("content-type", ""))
-    resp_headers = [(k, v) for k, v in resp.headers.multi_items() if k.lower() not in HOP_BY_HOP]
+    resp_headers = [(k, v) for k, v in resp.headers.multi_items()
+                    if k.lower() not in HOP_BY_HOP and k.lower() not in SERVER_SET]
     ex.status = resp.status_code
     ex.stream = resp.headers.get("content-type", "").startswith("text/event-stream")
     return Response(_relay(ex, resp, tap, limiter, lease), status=resp.status_code, headers=resp_headers)
