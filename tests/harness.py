@@ -300,9 +300,11 @@ class MockProcess:
 class GatewayProcess:
     """``trigate serve --config FILE`` as a real process: one replica of several sharing a database or
     Redis. ``config`` is the YAML document as a dict (its listen port is set here); stderr goes to
-    ``log_path``. ``kill()`` is kill -9; ``start()`` runs it again on the same port and config."""
+    ``log_path``. ``kill()`` is kill -9; ``start()`` runs it again on the same port and config. ``env``
+    adds to (or, with "" values, blanks) the process's environment."""
 
-    def __init__(self, config: dict[str, Any], workdir: Path, name: str = "gw") -> None:
+    def __init__(self, config: dict[str, Any], workdir: Path, name: str = "gw",
+                 env: dict[str, str] | None = None) -> None:
         import yaml
 
         self.port = free_loopback_port()
@@ -310,6 +312,7 @@ class GatewayProcess:
         self.config_path = workdir / f"{name}.yaml"
         self.log_path = workdir / f"{name}.log"
         self.workdir = workdir
+        self.env = dict(env or {})
         cfg = dict(config)
         cfg["listen"] = {"host": "127.0.0.1", "port": self.port}
         self.config_path.write_text(yaml.safe_dump(cfg))
@@ -320,7 +323,7 @@ class GatewayProcess:
         import os
         import sys
 
-        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")} | self.env
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "trigate.cli", "serve", "--config",
                                           str(self.config_path)], cwd=self.workdir, env=env,

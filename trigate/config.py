@@ -54,6 +54,11 @@ class ServerSettings:
     reload_poll_seconds: float = 1.0
     # Idle keep-alive connections kept per upstream host (more are closed when their exchange ends).
     upstream_keepalive: int = 512
+    # Outbound proxy for upstream calls (http://[user:pass@]host:port); unset: HTTPS_PROXY / HTTP_PROXY /
+    # ALL_PROXY / NO_PROXY from the environment; "none": never a proxy. Read at start, not on reload.
+    upstream_proxy: str | None = field(default=None, repr=False)
+    # NO_PROXY list used with upstream_proxy (the environment's NO_PROXY applies only without it).
+    upstream_no_proxy: str | None = None
     # CPython's cyclic GC thresholds for the serving process (gc.set_threshold; read at start, not on
     # reload). Python's defaults (700, 10, 10) run a full collection every few seconds under load, and a
     # full pass over thousands of live streams' objects takes hundreds of ms, felt by every stream at
@@ -311,6 +316,12 @@ def _check(cfg: Config) -> list[str]:
         problems.append(f"server.gc_thresholds: {list(cfg.server.gc_thresholds)} must not be negative")
     if cfg.server.upstream_keepalive < 0:
         problems.append(f"server.upstream_keepalive: {cfg.server.upstream_keepalive} is negative")
+    from trigate.upstream.proxy import ProxyRules
+
+    try:  # the environment's proxy variables too: serve would fail on them at start
+        ProxyRules.from_settings(cfg.server.upstream_proxy, cfg.server.upstream_no_proxy)
+    except ValueError as exc:
+        problems.append(str(exc))
     from trigate.upstream.profiles import load_profiles
 
     kinds = (*BUILTIN_KINDS, *sorted(load_profiles()))

@@ -11,7 +11,8 @@ import httpx
 from trigate import __version__
 from trigate.config import ServerSettings
 from trigate.errors import GatewayError
-from trigate.upstream.h11_transport import H11Transport
+from trigate.upstream.h11_transport import H11Transport, ProxyRefused
+from trigate.upstream.proxy import ProxyRules
 
 USER_AGENT = f"trigate/{__version__}"
 
@@ -19,7 +20,8 @@ USER_AGENT = f"trigate/{__version__}"
 def make_transport(settings: ServerSettings) -> H11Transport:
     # No cap on total connections: concurrency is bounded by the gateway's own limits, and a pool cap
     # here would queue streams behind each other invisibly.
-    return H11Transport(max_idle_per_origin=settings.upstream_keepalive, keepalive_expiry=30.0)
+    proxies = ProxyRules.from_settings(settings.upstream_proxy, settings.upstream_no_proxy)
+    return H11Transport(max_idle_per_origin=settings.upstream_keepalive, keepalive_expiry=30.0, proxies=proxies)
 
 
 def make_client(settings: ServerSettings, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
@@ -52,6 +54,11 @@ def transport_error(exc: httpx.HTTPError, provider: str) -> GatewayError:
     """A failure talking to the upstream, as the client should see it (no URLs with secrets)."""
     if isinstance(exc, httpx.TimeoutException):
         return GatewayError("timeout", f"upstream provider '{provider}' timed out", status=504)
+    if isinstance(exc, httpx.ProxyError):
+        # The client learns it was the outbound proxy (and its status), not where the proxy is.
+        status = f" (HTTP {exc.status})" if isinstance(exc, ProxyRefused) else ""
+        return GatewayError("upstream_unavailable", f"cannot reach upstream provider '{provider}': the outbound "
+                            f"proxy refused the connection{status}", status=502)
     if isinstance(exc, httpx.ConnectError):
         return GatewayError("upstream_unavailable", f"cannot connect to upstream provider '{provider}'",
                             status=502)

@@ -11,6 +11,11 @@ largest single cost in the gateway (py-spy, scripts/bench --profile). Here:
 - the request head and a known-length body go out in a single write;
 - a timeout costs a cancel scope only when one is set (the gateway runs its stream deadlines itself).
 
+Through an outbound proxy (``proxy.ProxyRules``), https upstreams are reached with a CONNECT tunnel and
+TLS inside it; plain-http upstreams with absolute-form requests to the proxy (what proxies allow most
+widely: many refuse CONNECT to ports other than 443). The pool key stays the upstream origin: its proxy
+is fixed per transport, so each pooled connection belongs to one (proxy, target) pair.
+
 Errors are httpx's own exception types, so callers cannot tell the difference.
 """
 
@@ -24,18 +29,24 @@ import h11
 import httpx
 import trio
 
+from trigate.upstream.proxy import Proxy, ProxyRules
+
 _READ_SIZE = 64 * 1024
 _Origin = tuple[bytes, bytes, int]
 
 
 class _Connection:
-    __slots__ = ("h11", "idle_since", "socket", "stream")
+    __slots__ = ("h11", "idle_since", "proxy_headers", "socket", "stream", "target_prefix")
 
-    def __init__(self, stream: trio.abc.Stream, sock: trio.socket.SocketType) -> None:
+    def __init__(self, stream: trio.abc.Stream, sock: trio.socket.SocketType, target_prefix: bytes = b"",
+                 proxy_headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
         self.stream = stream
         self.socket = sock
         self.h11 = h11.Connection(h11.CLIENT)
         self.idle_since = 0.0
+        # Forwarded through a proxy: absolute-form targets (scheme://host:port + path) and its auth.
+        self.target_prefix = target_prefix
+        self.proxy_headers = proxy_headers
 
     def reusable(self, now: float, expiry: float) -> bool:
         # Readable while idle means the server closed it (or sent junk): not safe to reuse.
@@ -55,8 +66,9 @@ class H11Transport(httpx.AsyncBaseTransport):
     """HTTP/1.1 keep-alive connections per origin, for httpx.AsyncClient(transport=...)."""
 
     def __init__(self, *, ssl_context: ssl.SSLContext | None = None, max_idle_per_origin: int = 256,
-                 keepalive_expiry: float = 30.0) -> None:
+                 keepalive_expiry: float = 30.0, proxies: ProxyRules | None = None) -> None:
         self._ssl_context = ssl_context
+        self._proxies = proxies if proxies else None
         self._max_idle = max_idle_per_origin
         self._expiry = keepalive_expiry
         self._idle: dict[_Origin, list[_Connection]] = {}
@@ -110,23 +122,39 @@ class H11Transport(httpx.AsyncBaseTransport):
 
     async def _connect(self, origin: _Origin, seconds: float, request: httpx.Request) -> _Connection:
         scheme, host, port = origin
+        name = host.decode("ascii")
+        proxy = self._proxies.for_url(scheme.decode(), name, port) if self._proxies is not None else None
         try:
             with trio.fail_after(seconds):
-                tcp = await trio.open_tcp_stream(host.decode("ascii"), port)
-                stream: trio.abc.Stream = tcp
-                if scheme == b"https":
-                    stream = trio.SSLStream(tcp, self._ssl(), server_hostname=host.decode("ascii"),
-                                            https_compatible=True)
-                    await stream.do_handshake()
+                dial = (name, port) if proxy is None else (proxy.host, proxy.port)
+                tcp = await trio.open_tcp_stream(*dial)
+                try:
+                    if proxy is not None and scheme != b"https":
+                        auth = ((b"proxy-authorization", proxy.authorization.encode()),) if proxy.authorization else ()
+                        return _Connection(tcp, tcp.socket, b"http://%s:%d" % (host, port), auth)
+                    if proxy is not None:
+                        await _open_tunnel(tcp, proxy, host, port, request)
+                    stream: trio.abc.Stream = tcp
+                    if scheme == b"https":
+                        stream = trio.SSLStream(tcp, self._ssl(), server_hostname=name, https_compatible=True)
+                        await stream.do_handshake()
+                except BaseException:
+                    tcp.socket.close()
+                    raise
         except trio.TooSlowError:
             raise httpx.ConnectTimeout("timed out connecting to the upstream", request=request) from None
         except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
-            raise httpx.ConnectError(f"cannot connect: {_reason(exc)}", request=request) from exc
+            via = f" (through the proxy {proxy.describe()})" if proxy is not None else ""
+            raise httpx.ConnectError(f"cannot connect{via}: {_reason(exc)}", request=request) from exc
         return _Connection(stream, tcp.socket)
 
     async def _send(self, conn: _Connection, request: httpx.Request, seconds: float) -> None:
         h = conn.h11
-        out = h.send(h11.Request(method=request.method, target=request.url.raw_path, headers=request.headers.raw))
+        if conn.target_prefix:
+            out = h.send(h11.Request(method=request.method, target=conn.target_prefix + request.url.raw_path,
+                                     headers=[*request.headers.raw, *conn.proxy_headers]))
+        else:
+            out = h.send(h11.Request(method=request.method, target=request.url.raw_path, headers=request.headers.raw))
         assert out is not None
         content = request.stream
         try:
@@ -170,6 +198,42 @@ class H11Transport(httpx.AsyncBaseTransport):
         for stack in idle.values():
             for conn in stack:
                 conn.close()
+
+
+class ProxyRefused(httpx.ProxyError):
+    """The outbound proxy answered CONNECT with a non-2xx status (407: it wants other credentials)."""
+
+    def __init__(self, message: str, *, request: httpx.Request, status: int) -> None:
+        super().__init__(message, request=request)
+        self.status = status
+
+
+async def _open_tunnel(tcp: trio.SocketStream, proxy: Proxy, host: bytes, port: int, request: httpx.Request) -> None:
+    """CONNECT host:port through the proxy; httpx.ProxyError (no credentials in it) when it refuses."""
+    authority = b"%s:%d" % (host, port)
+    headers = [(b"host", authority)]
+    if proxy.authorization:
+        headers.append((b"proxy-authorization", proxy.authorization.encode()))
+    h = h11.Connection(h11.CLIENT)
+    await tcp.send_all(h.send(h11.Request(method=b"CONNECT", target=authority, headers=headers))
+                       + (h.send(h11.EndOfMessage()) or b""))
+    while True:
+        try:
+            event = h.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise httpx.ProxyError(f"the proxy {proxy.describe()} sent a malformed answer to CONNECT",
+                                   request=request) from exc
+        if event is h11.NEED_DATA:
+            h.receive_data(await tcp.receive_some(_READ_SIZE))
+            continue
+        if isinstance(event, h11.Response):
+            if 200 <= event.status_code < 300 and not h.trailing_data[0]:
+                return
+            raise ProxyRefused(f"the proxy {proxy.describe()} refused the tunnel to {authority.decode()}: "
+                               f"HTTP {event.status_code}", request=request, status=event.status_code)
+        if isinstance(event, h11.ConnectionClosed):
+            raise httpx.ProxyError(f"the proxy {proxy.describe()} closed the connection on CONNECT",
+                                   request=request)
 
 
 def _reason(exc: BaseException) -> str:
