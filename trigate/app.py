@@ -7,6 +7,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from trigate.api import admin, chat, count_tokens, embeddings, health, messages, models, passthrough, rerank, responses
+from trigate.api import admin_keys as admin_keys_api
 from trigate.api import metrics as metrics_api
 from trigate.api import realtime as realtime_api
 from trigate.api.text import error_response
@@ -34,6 +35,7 @@ def create_app(gw: Gateway) -> QuartTrio:
     realtime_api.register(app, gw)
     metrics_api.register(app, gw)  # also puts x-request-id on every answer
     admin.register(app, gw)
+    admin_keys_api.register(app, gw)
     # last: its /<provider>/<path> pattern must not shadow the API routes above
     passthrough.register(app, gw)
 

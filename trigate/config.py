@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -378,15 +378,7 @@ def _check(cfg: Config) -> list[str]:
         if k.id in seen_ids:
             problems.append(f"{where}.id: duplicate key id {k.id!r}")
         seen_ids.add(k.id)
-        problems += _check_rates(where, k)
-        for j, pattern in enumerate(k.providers or ()):
-            # a misspelt name would silently refuse passthrough; patterns may match no provider yet
-            if not any(c in pattern for c in "*?[") and pattern not in cfg.providers:
-                problems.append(f"{where}.providers[{j}]: unknown provider {pattern!r}")
-        if bool(k.key) == bool(k.key_sha256):
-            problems.append(f"auth key {k.id!r}: give exactly one of key or key_sha256")
-        elif k.key_sha256 and not re.fullmatch(r"[0-9a-f]{64}", k.key_sha256):
-            problems.append(f"auth key {k.id!r}.key_sha256: must be 64 lowercase hex digits")
+        problems += check_client_key(where, k, cfg.providers)
     problems += _check_observability(cfg.observability)
     problems += _check_numbers(cfg)
     if cfg.limits.backend not in ("memory", "redis"):
@@ -409,6 +401,33 @@ def _positive(where: str, value: float | None) -> list[str]:
 
 def _not_negative(where: str, value: float) -> list[str]:
     return [] if value >= 0 else [f"{where}: must not be negative, got {value}"]
+
+
+def check_client_key(where: str, k: ClientKey, providers: Iterable[str]) -> list[str]:
+    """What is wrong with one client key (config ``auth.keys`` and runtime keys of the admin API alike)."""
+    providers = set(providers)
+    problems = _check_rates(where, k)
+    for j, pattern in enumerate(k.providers or ()):
+        # a misspelt name would silently refuse passthrough; patterns may match no provider yet
+        if not any(c in pattern for c in "*?[") and pattern not in providers:
+            problems.append(f"{where}.providers[{j}]: unknown provider {pattern!r}")
+    if k.budget is not None:
+        problems += _positive(f"{where}.budget.usd", k.budget.usd)
+        if k.budget.window not in ("daily", "monthly", "total"):
+            problems.append(f"{where}.budget.window: must be daily, monthly or total")
+    if bool(k.key) == bool(k.key_sha256):
+        problems.append(f"auth key {k.id!r}: give exactly one of key or key_sha256")
+    elif k.key_sha256 and not re.fullmatch(r"[0-9a-f]{64}", k.key_sha256):
+        problems.append(f"auth key {k.id!r}.key_sha256: must be 64 lowercase hex digits")
+    return problems
+
+
+def structure_client_key(data: dict[str, Any]) -> ClientKey:
+    """A ClientKey from plain data, with the config's type rules; ConfigError names each bad field."""
+    try:
+        return _converter.structure(data, ClientKey)
+    except Exception as exc:  # cattrs raises ClassValidationError / ExceptionGroups
+        raise ConfigError(_cattrs_problems(exc)) from None
 
 
 def _check_rates(where: str, limits: ClientKey | ModelRoute | GlobalLimits) -> list[str]:

@@ -37,7 +37,7 @@ async def apply(gw: Gateway, new: Config, mock_urls: dict[str, str]) -> list[str
         notes.append("store changed: restart to apply")
     if new.database != old.database:
         notes.append("database changed: restart to apply")
-    providers, router, keys = build_providers(new, mock_urls), Router(new), KeyRing(new.auth)
+    providers, router, keys = build_providers(new, mock_urls), Router(new), KeyRing(new.auth, gw.keys.runtime)
     limiter = gw.limiter
     if (new.limits.backend, new.limits.redis_url) != (old.limits.backend, old.limits.redis_url):
         limiter = make_limiter(new.limits.backend, new.limits.redis_url)

@@ -20,11 +20,12 @@ from trigate.keepalive import finish_responses
 from trigate.mock.run import serve_mock
 from trigate.mock.state import MockState
 from trigate.observability.telemetry import Telemetry
-from trigate.policies.auth import KeyRing
+from trigate.policies.auth import KeyRing, RuntimeKeys
 from trigate.policies.balancer import Balancer
 from trigate.policies.limits import make_limiter
 from trigate.reload import watch
 from trigate.routing import Router
+from trigate.store.keys import KeyStore
 from trigate.store.responses import open_response_store
 from trigate.store.sql import Database
 from trigate.upstream.client import make_client, make_transport
@@ -118,6 +119,7 @@ async def run_gateway(
                                                           task_status=task_status))
 
         transport = make_transport(config.server)
+        database = Database.open(config.database.url)
         gw = Gateway(
             config=config,
             router=Router(config),
@@ -125,8 +127,8 @@ async def run_gateway(
             http=make_client(config.server, transport),
             transport=transport,
             responses=open_response_store(config.store.responses_path),
-            database=Database.open(config.database.url),
-            keys=KeyRing(config.auth),
+            database=database,
+            keys=KeyRing(config.auth, RuntimeKeys(KeyStore(database))),
             limiter=make_limiter(config.limits.backend, config.limits.redis_url),
             balancer=Balancer(config.health),
             telemetry=Telemetry(config),
@@ -134,6 +136,8 @@ async def run_gateway(
         gw.services = nursery
         await nursery.start(gw.limiter.run)
         await nursery.start(gw.stream_watch.run)
+        if gw.keys.runtime is not None:
+            await nursery.start(gw.keys.runtime.run)
         app = create_app(gw)
         asgi = finish_responses(gw.asgi(app), max_drain_bytes=config.server.max_body_bytes)
 
@@ -215,6 +219,8 @@ async def run_gateway(
                                 task_status=task_status)
             finally:
                 gw.stream_watch.close()
+                if gw.keys.runtime is not None:
+                    gw.keys.runtime.close()
                 with trio.CancelScope(shield=True):
                     await gw.http.aclose()
                     await gw.responses.aclose()

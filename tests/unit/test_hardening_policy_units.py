@@ -20,8 +20,8 @@ def config(**key: object) -> dict[str, object]:
     ({"providers": ["azure*"]}, {"azure-east"}),
     ({"providers": []}, set()),
 ])
-def test_passthrough_providers_of_a_key(key: dict[str, object], allowed: set[str]) -> None:
-    principal = KeyRing(parse_config(config(**key), env={}).auth).authenticate("sk-k")
+async def test_passthrough_providers_of_a_key(key: dict[str, object], allowed: set[str]) -> None:
+    principal = await KeyRing(parse_config(config(**key), env={}).auth).authenticate("sk-k")
     assert {p for p in ("openai", "azure-east") if principal.may_pass_through(p)} == allowed
 
 

@@ -46,7 +46,7 @@ def parse_since(value: str, now: float | None = None) -> float:
     return t.timestamp()
 
 
-def admin_principal(gw: Gateway) -> None:
+async def admin_principal(gw: Gateway) -> None:
     """401 without a valid key, 403 with a client (non-admin) key."""
     credential = credential_from_headers(request_headers())
     try:
@@ -56,7 +56,7 @@ def admin_principal(gw: Gateway) -> None:
         pass
     if credential:
         try:
-            principal = gw.keys.authenticate(credential)
+            principal = await gw.keys.authenticate(credential)
         except GatewayError:
             principal = None
         if principal is not None and principal is not ANONYMOUS:
@@ -70,7 +70,7 @@ def register(app: Quart, gw: Gateway) -> None:
     @app.get("/admin/usage")
     async def usage() -> Response:
         try:
-            admin_principal(gw)
+            await admin_principal(gw)
             telemetry = gw.telemetry
             if telemetry is None:
                 raise GatewayError("not_found", "usage accounting is not running", status=404)

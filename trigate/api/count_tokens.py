@@ -86,10 +86,10 @@ def required_model(body: dict[str, Any]) -> str:
     return model
 
 
-def count_target(gw: Gateway, model: str) -> tuple[Target, Provider]:
+async def count_target(gw: Gateway, model: str) -> tuple[Target, Provider]:
     """The caller's key may use ``model``, and where it routes (the first target: a count sends
     nothing to the model, so there is nothing to balance or fall back from)."""
-    principal = gw.keys.authenticate(credential_from_headers(request_headers()))
+    principal = await gw.keys.authenticate(credential_from_headers(request_headers()))
     check_model(principal, model)
     target = gw.router.resolve(model)
     if target is None:
@@ -119,7 +119,7 @@ def register(app: Quart, gw: Gateway) -> None:
             model = required_model(body)
             if not isinstance(body.get("messages"), list):
                 raise invalid_request("messages: field required (an array)", param="messages")
-            target, provider = count_target(gw, model)
+            target, provider = await count_target(gw, model)
             # count_tokens bodies have no max_tokens; the decoder wants one.
             req = codec.decode_request({**body, "max_tokens": body.get("max_tokens") or 1})
             n, kind = await count_input(gw, provider, target.model, "anthropic", req, body)

@@ -116,7 +116,7 @@ def register(app: Quart, gw: Gateway) -> None:
         anthropic = anthropic_caller()
         codec = get_codec("anthropic" if anthropic else "openai_chat")
         try:
-            principal = gw.keys.authenticate(credential_from_headers(request_headers()))
+            principal = await gw.keys.authenticate(credential_from_headers(request_headers()))
             models = await catalog.served(principal)
             if not anthropic:
                 return json_response({"object": "list", "data": [_openai_model(*m) for m in models]})
@@ -129,7 +129,7 @@ def register(app: Quart, gw: Gateway) -> None:
         anthropic = anthropic_caller()
         codec = get_codec("anthropic" if anthropic else "openai_chat")
         try:
-            principal = gw.keys.authenticate(credential_from_headers(request_headers()))
+            principal = await gw.keys.authenticate(credential_from_headers(request_headers()))
             target = gw.router.resolve(model_id)
             if target is None or not principal.may_use(model_id):
                 raise GatewayError("not_found", f"The model '{model_id}' does not exist or is not served by "

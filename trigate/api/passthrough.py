@@ -123,7 +123,7 @@ def register(app: Quart, gw: Gateway) -> None:
         limiter, lease = gw.limiter, None  # the limiter the lease came from, even if a reload swaps it
         try:
             headers = {k.lower(): v for k, v in request.headers.items()}
-            principal = gw.keys.authenticate(credential_from_headers(headers))
+            principal = await gw.keys.authenticate(credential_from_headers(headers))
             ex.key_id = principal.key_id
             check_provider(principal, provider_name)
             rules = limit_rules(gw, principal, None)

@@ -120,8 +120,8 @@ def _sessions(gw: Gateway) -> _Sessions:
     return found
 
 
-def _authenticate(gw: Gateway, credential: str | None) -> Principal:
-    return gw.keys.authenticate(credential)
+async def _authenticate(gw: Gateway, credential: str | None) -> Principal:
+    return await gw.keys.authenticate(credential)
 
 
 async def _close_on_drain(gw: Gateway, sessions: _Sessions, scope: trio.CancelScope) -> None:
@@ -183,7 +183,7 @@ async def handle_socket(gw: Gateway, ws: Any) -> Response | None:
         if not model:
             raise invalid_request("model: query parameter required (?model=...)", param="model")
         ex.model = model
-        principal = _authenticate(gw, client_credential(headers, offer))
+        principal = await _authenticate(gw, client_credential(headers, offer))
         ex.key_id = principal.key_id
         check_model(principal, model)
         target = gw.router.resolve(model)
@@ -466,7 +466,7 @@ async def mint_secret(gw: Gateway, kind: str) -> Response:
             raise invalid_request(f"{param}: field required (a model name string)", param=param)
         ex.model = model
         headers = {k.lower(): v for k, v in request.headers.items()}
-        principal = _authenticate(gw, credential_from_headers(headers) or headers.get("api-key"))
+        principal = await _authenticate(gw, credential_from_headers(headers) or headers.get("api-key"))
         check_model(principal, model)
         target = gw.router.resolve(model)
         if target is None:

@@ -162,7 +162,7 @@ def register(app: Quart, gw: Gateway) -> None:
         handled as for create), counted by the provider or estimated through the IR elsewhere."""
         try:
             body = parse_body(await request.get_data())
-            target, provider = count_target(gw, required_model(body))
+            target, provider = await count_target(gw, required_model(body))
             up = provider.count_tokens(target.model)
             native = up is not None and up.format == "openai_responses"
             body = await _StatefulHooks(gw).prepare(body, provider, native)

@@ -64,8 +64,8 @@ def request_headers() -> dict[str, str]:
     return {k.lower(): v for k, v in request.headers.items()}
 
 
-def authenticate(gw: Gateway) -> Principal:
-    return gw.keys.authenticate(credential_from_headers(request_headers()))
+async def authenticate(gw: Gateway) -> Principal:
+    return await gw.keys.authenticate(credential_from_headers(request_headers()))
 
 
 def limit_rules(gw: Gateway, principal: Principal, resolved: Resolved | None) -> list[Rule]:
@@ -155,7 +155,7 @@ class RequestContext:
         if not isinstance(model, str) or not model:
             raise invalid_request("model: field required (a model name string)", param="model")
         ex.model = model
-        principal = authenticate(gw)
+        principal = await authenticate(gw)
         ex.key_id = principal.key_id
         check_model(principal, model)
         resolved = gw.router.resolve_route(model)
