@@ -21,8 +21,10 @@ def validate_messages(body: dict[str, Any]) -> None:
     for i, m in enumerate(messages):
         if not isinstance(m, dict):
             raise invalid_request(f"messages.{i}: must be an object", param=f"messages.{i}")
-        if m.get("role") not in ("user", "assistant"):
-            raise invalid_request(f"messages.{i}.role: must be 'user' or 'assistant'", param=f"messages.{i}.role")
+        # "system" turns inside messages are what Claude Code sends (beta mid-conversation-system).
+        if m.get("role") not in ("user", "assistant", "system"):
+            raise invalid_request(f"messages.{i}.role: must be 'user', 'assistant' or 'system'",
+                                  param=f"messages.{i}.role")
         if "content" not in m:
             raise invalid_request(f"messages.{i}.content: field required", param=f"messages.{i}.content")
 

@@ -503,7 +503,8 @@ def register(app: QuartTrio, state: MockState, *, credentials: tuple[str, str] |
         problem = validate(body)
         if problem:
             return error_response(400, problem, "ValidationException")
-        reply = plan_reply(conversation(body))
+        conv = conversation(body)
+        reply = plan_reply(conv, state.take_script(conv, model_id))
         rid = {"x-amzn-RequestId": str(uuid.uuid4())}
         if streaming:
             return Response(stream(state, seen, reply, fault), content_type=EVENTSTREAM, headers=rid)

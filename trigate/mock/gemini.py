@@ -577,7 +577,8 @@ def register(app: QuartTrio, state: MockState) -> None:
         problem = validate(body, model)
         if problem:
             return _error(400, problem)
-        reply = plan_reply(conversation(body))
+        conv = conversation(body)
+        reply = plan_reply(conv, state.take_script(conv, model))
         if method == "streamGenerateContent":
             sse = request.args.get("alt") == "sse"
             gen = stream(state, seen, stream_chunks(model, reply), usage_of(reply), fault, sse)
@@ -623,7 +624,8 @@ def register(app: QuartTrio, state: MockState) -> None:
         problem = anthropic.validate(body)
         if problem:
             return error(400, problem)
-        reply = plan_reply(anthropic.conversation(body))
+        conv = anthropic.conversation(body)
+        reply = plan_reply(conv, state.take_script(conv, model))
         named = {**body, "model": model}
         if method == "streamRawPredict" or body.get("stream"):
             return Response(

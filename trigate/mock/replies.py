@@ -10,6 +10,10 @@ Behaviour, chosen so multi-turn tool conversations work end to end:
   arguments sampled from each tool's JSON schema;
 - the last turn carries tool results -> a text answer quoting them;
 - otherwise -> a text answer echoing the user's last text.
+
+A scripted call (``ScriptedCall``, queued on the mock's state) replaces the first rule for one
+request: exactly that tool with exactly those arguments, so a coding agent offering dozens of tools
+gets one real command to run rather than a sampled call to each of them.
 """
 
 from __future__ import annotations
@@ -42,6 +46,23 @@ class Conversation:
 class PlannedCall:
     name: str
     arguments: str  # compact JSON
+
+
+@define
+class ScriptedCall:
+    """A tool call queued for the next request that offers ``tool`` while its last turn is the user's."""
+
+    tool: str
+    arguments: dict[str, Any] = field(factory=dict)
+    model: str | None = None  # only requests for this model match
+    times: int = 1
+
+    def matches(self, conv: Conversation, model: str | None) -> bool:
+        if self.model is not None and self.model != model:
+            return False
+        if conv.last_role != "user" or conv.tool_choice == "none":
+            return False
+        return any(t.get("name") == self.tool for t in conv.tools)
 
 
 @define
@@ -97,8 +118,11 @@ def sample_value(schema: Any, name: str = "value") -> Any:
     return f"{name}-sample"
 
 
-def plan_reply(conv: Conversation) -> Reply:
+def plan_reply(conv: Conversation, scripted: ScriptedCall | None = None) -> Reply:
     prompt_tokens = sum(count_tokens(t) for t in conv.texts) + 3 * conv.messages
+    if scripted is not None:
+        call = PlannedCall(scripted.tool, orjson.dumps(scripted.arguments).decode())
+        return Reply([], [call], "tool_calls", prompt_tokens, max(1, len(call.arguments) // 4) + 2)
     if conv.tool_results and conv.last_role == "tool":
         text = "Tool results: " + " | ".join(r.strip() for r in conv.tool_results)
         return _text_reply(text, conv, prompt_tokens)

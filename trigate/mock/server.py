@@ -3,6 +3,8 @@ the embedded default config.
 
 Control endpoints (also usable over HTTP when run as ``trigate mock``):
   POST /_mock/faults    body: a Fault as JSON  -> queue a fault
+  POST /_mock/script    body: a ScriptedCall as JSON ({"tool", "arguments", "model"?, "times"?})
+                        -> the next request offering that tool calls it with those arguments
   GET  /_mock/requests  -> what the mock saw (paths, bodies, usage, disconnects)
   POST /_mock/reset
 """
@@ -24,8 +26,8 @@ from trigate.mock import embeddings as embeddings_routes
 from trigate.mock import gemini as gemini_routes
 from trigate.mock import realtime as realtime_routes
 from trigate.mock import rerank as rerank_routes
+from trigate.mock.replies import ScriptedCall, plan_reply
 from trigate.mock.replies import count_tokens as count_words
-from trigate.mock.replies import plan_reply
 from trigate.mock.state import Fault, MockState, SeenRequest
 
 _converter = cattrs.Converter(forbid_extra_keys=True)
@@ -95,7 +97,8 @@ def create_mock_app(state: MockState) -> QuartTrio:
             return Response(b'{"id": "chatcmpl-broken", "choices": [', status=200, content_type="application/json")
         if not isinstance(body.get("messages"), list) or not body.get("model"):
             return openai_error(400, "'messages' and 'model' are required")
-        reply = plan_reply(openai_chat.conversation(body, gemini))
+        conv = openai_chat.conversation(body, gemini)
+        reply = plan_reply(conv, state.take_script(conv, body["model"]))
         if body.get("stream"):
             gen = openai_chat.stream(state, seen, body, reply, fault, gemini)
             return Response(gen, content_type="text/event-stream", headers={"cache-control": "no-cache"})
@@ -142,7 +145,8 @@ def create_mock_app(state: MockState) -> QuartTrio:
         problem = anthropic.validate(body)
         if problem:
             return anthropic_error(400, problem)
-        reply = plan_reply(anthropic.conversation(body))
+        conv = anthropic.conversation(body)
+        reply = plan_reply(conv, state.take_script(conv, body.get("model")))
         if body.get("stream"):
             return Response(anthropic.stream(state, seen, body, reply, fault), content_type="text/event-stream",
                             headers={"cache-control": "no-cache"})
@@ -197,7 +201,8 @@ def create_mock_app(state: MockState) -> QuartTrio:
                 history = responses.history(body["previous_response_id"])
             except KeyError:
                 return openai_error(404, f"Previous response with id '{body['previous_response_id']}' not found.")
-        reply = plan_reply(openai_responses.conversation(body, history))
+        conv = openai_responses.conversation(body, history)
+        reply = plan_reply(conv, state.take_script(conv, body["model"]))
         rid = openai_responses.new_id()
         final = openai_responses.response_object(body, reply, rid)
         if body.get("store", True):
@@ -296,6 +301,15 @@ def create_mock_app(state: MockState) -> QuartTrio:
         except Exception as exc:
             return _json({"error": str(exc)}, 400)
         state.add_fault(fault)
+        return _json({"ok": True})
+
+    @app.post("/_mock/script")
+    async def add_script() -> Response:
+        try:
+            call = _converter.structure(orjson.loads(await request.get_data()), ScriptedCall)
+        except Exception as exc:
+            return _json({"error": str(exc)}, 400)
+        state.add_script(call)
         return _json({"ok": True})
 
     @app.get("/_mock/requests")

@@ -12,6 +12,8 @@ from typing import Any
 
 from attrs import define, field
 
+from trigate.mock.replies import Conversation, ScriptedCall
+
 
 @define
 class Fault:
@@ -57,6 +59,7 @@ class MockState:
         self.google_tokens_issued = 0
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
+        self._script: list[ScriptedCall] = []
         self.requests: list[SeenRequest] = []
 
     def add_fault(self, fault: Fault) -> None:
@@ -76,6 +79,22 @@ class MockState:
                 return f
         return None
 
+    def add_script(self, call: ScriptedCall) -> None:
+        with self._lock:
+            self._script.append(call)
+
+    def take_script(self, conv: Conversation, model: str | None) -> ScriptedCall | None:
+        """The first queued call this request matches (consumed), or None: the reply is planned as usual."""
+        with self._lock:
+            for i, call in enumerate(self._script):
+                if not call.matches(conv, model):
+                    continue
+                call.times -= 1
+                if call.times <= 0:
+                    del self._script[i]
+                return call
+        return None
+
     def record(self, path: str, headers: dict[str, str], body: Any) -> SeenRequest:
         seen = SeenRequest(path, headers, body, time.monotonic())
         with self._lock:
@@ -88,4 +107,5 @@ class MockState:
     def reset(self) -> None:
         with self._lock:
             self._faults.clear()
+            self._script.clear()
             self.requests.clear()
