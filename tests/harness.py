@@ -301,10 +301,10 @@ class GatewayProcess:
     """``trigate serve --config FILE`` as a real process: one replica of several sharing a database or
     Redis. ``config`` is the YAML document as a dict (its listen port is set here); stderr goes to
     ``log_path``. ``kill()`` is kill -9; ``start()`` runs it again on the same port and config. ``env``
-    adds to (or, with "" values, blanks) the process's environment."""
+    adds to the process's environment (a None value removes that variable)."""
 
     def __init__(self, config: dict[str, Any], workdir: Path, name: str = "gw",
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str | None] | None = None) -> None:
         import yaml
 
         self.port = free_loopback_port()
@@ -323,7 +323,8 @@ class GatewayProcess:
         import os
         import sys
 
-        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")} | self.env
+        merged = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")} | self.env
+        env = {k: v for k, v in merged.items() if v is not None}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "trigate.cli", "serve", "--config",
                                           str(self.config_path)], cwd=self.workdir, env=env,

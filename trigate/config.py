@@ -88,6 +88,10 @@ class ProviderConfig:
     aws_access_key_id: str | None = field(default=None, repr=False)
     aws_secret_access_key: str | None = field(default=None, repr=False)
     aws_session_token: str | None = field(default=None, repr=False)
+    # Bedrock without static keys: the shared-config profile botocore's chain starts from, and a role to
+    # assume (STS AssumeRole) with the credentials it finds.
+    profile: str | None = None
+    role_arn: str | None = None
     # Mock providers only: latency and per-token delay of the embedded fake upstream.
     latency_ms: float = 0.0
     token_delay_ms: float = 0.0
@@ -338,8 +342,6 @@ def _check(cfg: Config) -> list[str]:
                 problems.append(f"{where}.project: required for vertex")
             if not p.region:
                 problems.append(f"{where}.region: required for vertex (a location such as us-east5 or global)")
-            if not (p.credentials_file or p.access_token):
-                problems.append(f"{where}: vertex needs credentials_file (service account JSON) or access_token")
         if p.kind == "bedrock" and not p.region and not p.base_url:
             problems.append(f"{where}.region: required for bedrock")
         if p.auth is not None and p.auth not in ("bearer", "api-key", "none") and not p.auth.startswith("header:"):

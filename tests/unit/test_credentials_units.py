@@ -107,3 +107,46 @@ def test_config_check_names_a_bad_proxy(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("HTTPS_PROXY", "socks5://p:1080")
     with pytest.raises(ConfigError, match="HTTPS_PROXY"):
         parse_config({"providers": {}, "models": []}, env={})
+
+
+async def test_aws_refreshes_run_on_a_worker_thread_one_at_a_time() -> None:
+    """Real botocore RefreshableCredentials whose refresh blocks (as IMDS/STS would): many concurrent signers
+    cause one refresh, off the event loop, and keep the still-valid copy meanwhile."""
+    import datetime
+    import threading
+    import time
+
+    import trio
+    from botocore.credentials import RefreshableCredentials
+
+    from trigate.upstream.aws_credentials import BotocoreCredentials
+
+    calls: list[str] = []
+    loop_thread = threading.get_ident()
+
+    def fetch() -> dict[str, str]:
+        if calls:  # every refresh after the initial metadata: never on the event loop
+            assert threading.get_ident() != loop_thread
+        calls.append(f"k{len(calls) + 1}")
+        time.sleep(0.2)  # blocking, like botocore's HTTP
+        # the first copy is already inside the 15-minute window (due), later ones are fresh
+        left = 12 * 60 if len(calls) == 1 else 3600
+        expiry = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=left)
+        return {"access_key": calls[-1], "secret_key": "s", "token": "t", "expiry_time": expiry.isoformat()}
+
+    chain = BotocoreCredentials(provider="br", region="us-east-1")
+    chain._credentials = RefreshableCredentials.create_from_metadata(fetch(), fetch, "test")
+    assert calls == ["k1"]
+    got: list[str] = []
+
+    async def sign() -> None:
+        got.append((await chain.get()).access_key)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sign)  # takes the first copy, then starts nothing more: it is one refresh
+        await trio.sleep(0.05)
+        for _ in range(20):
+            nursery.start_soon(sign)
+    assert calls == ["k1", "k2"]  # one refresh for all 21 (the first copy was due)
+    assert set(got) == {"k2"}
+    assert (await chain.get()).access_key == "k2" and calls == ["k1", "k2"]  # fresh now: cached

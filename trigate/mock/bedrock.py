@@ -24,6 +24,7 @@ import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 
+from trigate.mock.cloud_auth import signing_key_id
 from trigate.mock.replies import Conversation, Reply, plan_reply
 from trigate.mock.state import Fault, MockState, SeenRequest
 from trigate.upstream.sigv4 import verify_request
@@ -459,6 +460,14 @@ def _auth_problem(state: MockState, credentials: tuple[str, str] | None, raw: by
         return error_response(
             403, "The security token included in the request is invalid.", "UnrecognizedClientException"
         )
+    # Keys the mock's credential endpoints handed out (trigate.mock.cloud_auth) sign too, with their token.
+    key_id = signing_key_id(auth)
+    issued = state.cloud.aws_secret(key_id) if key_id else None
+    if issued is not None:
+        if request.headers.get("x-amz-security-token") != issued[1]:
+            return error_response(403, "The security token included in the request is invalid.",
+                                  "UnrecognizedClientException")
+        credentials = (key_id, issued[0])
     # The signature covers the path exactly as sent (still percent-encoded), so use the raw one.
     raw_path = request.scope.get("raw_path") or request.path.encode()
     query = request.scope.get("query_string") or b""

@@ -20,7 +20,7 @@ import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from trigate.mock import anthropic, openai_chat, openai_responses
+from trigate.mock import anthropic, cloud_auth, openai_chat, openai_responses
 from trigate.mock import bedrock as bedrock_routes
 from trigate.mock import embeddings as embeddings_routes
 from trigate.mock import gemini as gemini_routes
@@ -323,6 +323,7 @@ def create_mock_app(state: MockState) -> QuartTrio:
         return _json({"ok": True})
 
     bedrock_routes.register(app, state, credentials=state.aws_credentials)
+    cloud_auth.register(app, state.cloud, lambda: state.api_key or "mock-token")
     gemini_routes.register(app, state)
     embeddings_routes.register(app, state)
     rerank_routes.register(app, state)

@@ -12,6 +12,7 @@ from typing import Any
 
 from attrs import define, field
 
+from trigate.mock.cloud_auth import CloudAuth
 from trigate.mock.replies import Conversation, ScriptedCall
 
 
@@ -57,6 +58,8 @@ class MockState:
         self.google_public_key: bytes | None = None
         self.google_token_ttl = 3600
         self.google_tokens_issued = 0
+        # Cloud credential endpoints (AWS container/STS, GCE metadata, Google STS): trigate.mock.cloud_auth.
+        self.cloud = CloudAuth()
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
         self._script: list[ScriptedCall] = []

@@ -320,9 +320,7 @@ class BedrockProvider(Provider):
     """Amazon Bedrock Runtime, Converse/ConverseStream; SigV4 or a Bedrock API key (bearer)."""
 
     region: str = ""
-    access_key: str | None = field(default=None, repr=False)
-    secret_key: str | None = field(default=None, repr=False)
-    session_token: str | None = field(default=None, repr=False)
+    credentials: Any = field(default=None, repr=False)  # trigate.upstream.aws_credentials.AwsCredentialSource
 
     def upstream(self, api: str, model: str, stream: bool) -> Upstream:
         if api in ("chat", "messages", "responses"):
@@ -358,18 +356,17 @@ class BedrockProvider(Provider):
         if self.api_key:
             out["authorization"] = f"Bearer {self.api_key}"
             return out
-        if not (self.access_key and self.secret_key):
-            raise GatewayError("server_error", f"provider '{self.name}' has no AWS credentials configured", status=500)
         from trigate.upstream.sigv4 import sign_request
 
+        creds = await self.credentials.get()
         signed = sign_request(
             method,
             url,
             {**headers, **out},
             body,
-            access_key=self.access_key,
-            secret_key=self.secret_key,
-            session_token=self.session_token,
+            access_key=creds.access_key,
+            secret_key=creds.secret_key,
+            session_token=creds.token,
             region=self.region,
         )
         out.update(signed)
@@ -445,7 +442,8 @@ def make_provider(name: str, pc: ProviderConfig, mock_url: str | None = None) ->
         try:
             tokens = token_source(pc)
         except ValueError as exc:
-            raise ConfigError([f"providers.{name}.credentials_file: {exc}"]) from None
+            where = "credentials_file" if pc.credentials_file else "application default credentials"
+            raise ConfigError([f"providers.{name}.{where}: {exc}"]) from None
         location = pc.region or "global"
         host = "aiplatform.googleapis.com" if location == "global" else f"{location}-aiplatform.googleapis.com"
         return VertexProvider(
@@ -457,16 +455,18 @@ def make_provider(name: str, pc: ProviderConfig, mock_url: str | None = None) ->
             **common,
         )
     if kind == "bedrock":
+        from trigate.upstream.aws_credentials import credential_source
+
         region = pc.region or "us-east-1"
-        env = os.environ
         return BedrockProvider(
             base_url=_base(pc, f"https://bedrock-runtime.{region}.amazonaws.com"),
             agent_base_url=_base(pc, f"https://bedrock-agent-runtime.{region}.amazonaws.com"),
             region=region,
-            access_key=pc.aws_access_key_id or env.get("AWS_ACCESS_KEY_ID"),
-            secret_key=pc.aws_secret_access_key or env.get("AWS_SECRET_ACCESS_KEY"),
-            session_token=pc.aws_session_token or env.get("AWS_SESSION_TOKEN"),
-            **{**common, "api_key": pc.api_key or env.get("AWS_BEARER_TOKEN_BEDROCK")},
+            # The AWS_* variables are the first link of botocore's chain: no need to read them here.
+            credentials=credential_source(provider=name, region=region, access_key=pc.aws_access_key_id,
+                                          secret_key=pc.aws_secret_access_key, session_token=pc.aws_session_token,
+                                          profile=pc.profile, role_arn=pc.role_arn),
+            **{**common, "api_key": pc.api_key or os.environ.get("AWS_BEARER_TOKEN_BEDROCK")},
         )
     if kind == "cohere":
         return CohereProvider(base_url=_base(pc, "https://api.cohere.com"), **common)
