@@ -44,8 +44,10 @@ class Gateway:
     retired_limiters: list[Any] = field(factory=list)
     # The server's long-lived nursery, for services that outlive any request (limiter backends).
     services: Any = None
-    # Metrics, traces, cost ledger and access log (trigate.observability.Telemetry).
+    # Metrics, traces, usage rows and access log (trigate.observability.Telemetry).
     telemetry: Any = None
+    # Durable usage rows (trigate.store.usage.UsageWriter; its task runs in ``services``).
+    usage: Any = None
     # Idle and total deadlines of relayed streams (its task runs in ``services``).
     stream_watch: StreamWatch = field(factory=StreamWatch)
     _idle: trio.Event = field(factory=trio.Event)

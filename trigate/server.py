@@ -28,6 +28,7 @@ from trigate.routing import Router
 from trigate.store.keys import KeyStore
 from trigate.store.responses import open_response_store
 from trigate.store.sql import Database
+from trigate.store.usage import UsageStore, UsageWriter
 from trigate.upstream.client import make_client, make_transport
 from trigate.upstream.providers import build_providers
 
@@ -138,6 +139,8 @@ async def run_gateway(
         await nursery.start(gw.stream_watch.run)
         if gw.keys.runtime is not None:
             await nursery.start(gw.keys.runtime.run)
+        gw.usage = gw.telemetry.usage = UsageWriter(UsageStore(gw.database), metrics=gw.telemetry.metrics)
+        await nursery.start(gw.usage.run)
         app = create_app(gw)
         asgi = finish_responses(gw.asgi(app), max_drain_bytes=config.server.max_body_bytes)
 
@@ -224,6 +227,7 @@ async def run_gateway(
                 with trio.CancelScope(shield=True):
                     await gw.http.aclose()
                     await gw.responses.aclose()
+                    await gw.usage.aclose()  # the rows it holds, before the database goes
                     await gw.database.aclose()
                     await gw.limiter.aclose()
                     for p in [*gw.providers.values(), *gw.retired_providers]:

@@ -2,7 +2,7 @@
 
 An Exchange is filled in as a request goes (model, provider, attempts, usage, first byte) and finished
 once: ``log_exchange`` hands it to the gateway's ``Telemetry`` (``trigate.observability``), which feeds
-the metrics, the per-key ledger, the cost and the JSON access log from that one record, so they cannot
+the metrics, the durable usage row, the cost and the JSON access log from that one record, so they cannot
 disagree. The record holds names, numbers and statuses only; it never sees request headers, so no API
 key can reach the log (bodies, when body logging is on, are redacted first).
 """
@@ -57,10 +57,11 @@ class Exchange:
     error: str | None = None  # error kind, when the request failed
     cancelled: bool = False  # the client went away before the end
     key_id: str | None = None  # the client key's id (never the key)
+    team: str | None = None  # the key's team (its metadata.team), for usage by team
     attempts: int = 0  # upstream attempts, retries and fallbacks included
     retries: int = 0
     request_id: str | None = field(factory=current_request_id)
-    time: float = field(factory=time.time)  # wall clock at the start, for the log line and the ledger
+    time: float = field(factory=time.time)  # wall clock at the start, for the log line
     ended: float | None = None
     cost_usd: float | None = None
     max_tokens: int | None = None  # the output cap the client asked for
@@ -168,6 +169,7 @@ class Exchange:
             "stream": self.stream,
             "translated": self.translated,
             "key_id": self.key_id,
+            "team": self.team,
             "attempts": self.attempts,
             "retries": self.retries,
             "duration_ms": round((end - self.started) * 1000, 2),
@@ -228,7 +230,7 @@ class _StreamTap:
 
 
 def log_exchange(ex: Exchange) -> None:
-    """Finish ``ex``: metrics, ledger, spans and one access-log line (once, however often called)."""
+    """Finish ``ex``: metrics, usage row, spans and one access-log line (once, however often called)."""
     tel = ex._telemetry()
     if tel is not None:
         tel.finish(ex)

@@ -1,5 +1,5 @@
-"""Several worker processes, one view: with PROMETHEUS_MULTIPROC_DIR set, any worker's /metrics and
-/admin/usage report the sum of all workers, and gauges count only the live ones.
+"""Several worker processes, one view: with PROMETHEUS_MULTIPROC_DIR set, any worker's /metrics reports the
+sum of all workers, and gauges count only the live ones; /admin/usage does too, from the database they share.
 
 Two real gateway processes (each with its fake upstream) share the directory, as Hypercorn workers
 would; the test drives them over stdin/stdout.
@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 REPO = Path(__file__).resolve().parents[2]
 
 WORKER = r'''
-import json, sys
+import json, os, sys
 import httpx
 from tests.harness import Servers, UPSTREAM_KEY
 from tests.e2e.test_observability import ADMIN, KEY_A, KEY_B, obs_config, upstream_usage
@@ -32,7 +32,8 @@ for line in sys.stdin:
     cmd, *args = line.split()
     out = {"ok": True}
     if cmd == "start":
-        servers = Servers(obs_config, mock_key=UPSTREAM_KEY).__enter__()
+        shared_db = {"database": {"url": os.environ["TRIGATE_TEST_DB"]}}
+        servers = Servers(lambda url: {**obs_config(url), **shared_db}, mock_key=UPSTREAM_KEY).__enter__()
         out = {"url": servers.url}
     elif cmd == "chat":
         key, count, stream = {"a": KEY_A, "b": KEY_B}[args[0]], int(args[1]), args[2] == "stream"
@@ -107,7 +108,7 @@ def total(found: dict[tuple[str, frozenset], float], name: str, **labels: str) -
 def test_two_worker_processes_report_one_sum(tmp_path: Path) -> None:
     shared = tmp_path / "prometheus"
     shared.mkdir()
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(shared)}
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(shared), "TRIGATE_TEST_DB": str(tmp_path / "usage.sqlite3")}
     a, b = Worker(env, tmp_path / "a.log"), Worker(env, tmp_path / "b.log")
     try:
         a.call("start")
@@ -131,7 +132,7 @@ def test_two_worker_processes_report_one_sum(tmp_path: Path) -> None:
             assert total(m, "trigate_streams_open") == 1
             assert total(m, "trigate_requests_in_flight") == 2
             usage = view["usage"]
-            assert usage["source"] == "all_workers"
+            assert usage["source"] == "database"
             assert usage["keys"]["team-a"]["input_tokens"] == used_a["input"]
             assert usage["keys"]["team-b"]["models"]["gpt-4o-mini"]["requests"] == 3
             assert usage["totals"]["output_tokens"] == used_a["output"] + used_b["output"]

@@ -1,5 +1,5 @@
-"""Telemetry without servers: registries kept apart, one finish feeding metrics, ledger and log alike,
-request ids, redaction and the usage ledger's time buckets."""
+"""Telemetry without servers: registries kept apart, one finish feeding metrics, the usage row and log alike,
+request ids and redaction."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness import LogCapture
 from trigate.config import parse_config
-from trigate.observability.ledger import BUCKET_SECONDS, Ledger, Totals, entry, report
 from trigate.observability.names import limit_scope, semconv_provider
 from trigate.observability.redact import REDACTED, redact, redact_body
 from trigate.observability.request_id import RequestContext, current, effective_request_id, valid_request_id
 from trigate.observability.telemetry import Telemetry
 from trigate.policies.limits import Rule, rate_limited
+from trigate.store.sql import Database
+from trigate.store.usage import COLUMNS, UsageStore, UsageWriter
 from trigate.telemetry import Exchange, log_exchange
 from trigate.translate.ir import Usage
 
@@ -64,8 +65,10 @@ def test_each_gateway_has_its_own_registry(log: LogCapture) -> None:
     assert total(samples(b), "trigate_requests_total") == 0
 
 
-def test_one_finish_feeds_metrics_ledger_and_log_alike(log: LogCapture) -> None:
+def test_one_finish_feeds_metrics_usage_row_and_log_alike(log: LogCapture) -> None:
     tel = telemetry(prices={"my-model": {"input": 2.0, "output": 4.0, "cached_input": 0.5}})
+    writer = UsageWriter(UsageStore(Database.open(":memory:")))
+    tel.usage = writer
     u = Usage(input_tokens=1000, output_tokens=200, cache_read_tokens=400, reasoning_tokens=50)
     ex = exchange(tel, model="alias", upstream_model="my-model", provider="p", status=200, key_id="team", usage=u)
     log_exchange(ex)
@@ -82,10 +85,13 @@ def test_one_finish_feeds_metrics_ledger_and_log_alike(log: LogCapture) -> None:
     assert total(found, "trigate_key_tokens_total", key_id="team", gen_ai_token_type="reasoning") == 50
     assert total(found, "trigate_cost_usd_total", key_id="team", model="my-model") == pytest.approx(cost)
     assert total(found, "gen_ai_client_token_usage_sum", gen_ai_token_type="output") == 200
-    t = tel.ledger.table()["team"]["my-model"]
-    assert (t.requests, t.input_tokens, t.cached_tokens, t.reasoning_tokens) == (1, 1000, 400, 50)
-    assert t.cost_usd == pytest.approx(cost)
-    assert tel.metrics.usage_table()["team"]["my-model"] == t
+    assert writer.offered == 1
+    row = dict(zip(COLUMNS, writer._receive.receive_nowait(), strict=True))
+    assert (row["key_id"], row["model"], row["upstream_model"], row["model_label"]) == \
+        ("team", "alias", "my-model", "my-model")
+    assert (row["input_tokens"], row["output_tokens"], row["cached_tokens"], row["reasoning_tokens"]) == \
+        (1000, 200, 400, 50)
+    assert row["cost_usd"] == pytest.approx(cost) and row["status"] == 200 and row["error"] is None
 
 
 def test_failed_attempts_count_as_upstream_errors_and_retries(log: LogCapture) -> None:
@@ -166,23 +172,6 @@ def test_redaction_masks_secrets_and_cuts_blobs() -> None:
     assert redact_body(b"not json, Bearer abcdefghijklmnop", 1000) == f"not json, {REDACTED}"
     cut = redact_body(json.dumps({"text": "hello world " * 1000}).encode(), 500)
     assert isinstance(cut, str) and len(cut) < 600 and cut.endswith("chars omitted]")
-
-
-def test_ledger_since_uses_minute_buckets() -> None:
-    ledger = Ledger()
-    ledger.started = 0.0
-    now = 1_000_000 * BUCKET_SECONDS
-    ledger.record("k", "m", entry(Usage(input_tokens=5, output_tokens=1), 0.5, False), at=now - 3600)
-    ledger.record("k", "m", entry(Usage(input_tokens=7, output_tokens=2), 0.25, True), at=now - 30)
-    assert ledger.table()["k"]["m"].input_tokens == 12
-    recent = ledger.table(since=now - 60)["k"]["m"]
-    assert (recent.requests, recent.errors, recent.input_tokens, recent.cost_usd) == (1, 1, 7, 0.25)
-    body = report(ledger.table())
-    assert body["totals"]["requests"] == 2 and body["keys"]["k"]["models"]["m"]["output_tokens"] == 3
-    # buckets older than the retention go; totals stay
-    ledger.record("k", "m", Totals(requests=1), at=now + 2 * 86400)
-    assert ledger.table(since=now - 7200) == {"k": {"m": Totals(requests=1)}}
-    assert ledger.table()["k"]["m"].requests == 3
 
 
 def test_names() -> None:

@@ -124,7 +124,7 @@ def register(app: Quart, gw: Gateway) -> None:
         try:
             headers = {k.lower(): v for k, v in request.headers.items()}
             principal = await gw.keys.authenticate(credential_from_headers(headers))
-            ex.key_id = principal.key_id
+            ex.key_id, ex.team = principal.key_id, principal.team
             check_provider(principal, provider_name)
             rules = limit_rules(gw, principal, None)
             if rules:

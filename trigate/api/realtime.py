@@ -184,7 +184,7 @@ async def handle_socket(gw: Gateway, ws: Any) -> Response | None:
             raise invalid_request("model: query parameter required (?model=...)", param="model")
         ex.model = model
         principal = await _authenticate(gw, client_credential(headers, offer))
-        ex.key_id = principal.key_id
+        ex.key_id, ex.team = principal.key_id, principal.team
         check_model(principal, model)
         target = gw.router.resolve(model)
         if target is None:

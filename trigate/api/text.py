@@ -156,7 +156,7 @@ class RequestContext:
             raise invalid_request("model: field required (a model name string)", param="model")
         ex.model = model
         principal = await authenticate(gw)
-        ex.key_id = principal.key_id
+        ex.key_id, ex.team = principal.key_id, principal.team
         check_model(principal, model)
         resolved = gw.router.resolve_route(model)
         if resolved is None:

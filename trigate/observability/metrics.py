@@ -17,8 +17,6 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
 from prometheus_client.exposition import choose_encoder
 
-from trigate.observability.ledger import Table, Totals
-
 log = logging.getLogger("trigate.metrics")
 
 # Bucket boundaries the GenAI semantic conventions recommend for each instrument.
@@ -114,6 +112,10 @@ class Metrics:
                         "key and served model", ("key_id", "model"))
         self.unpriced = fam(Counter, "trigate_unpriced_requests", "Requests with usage but no price for the "
                             "served model (their cost is not counted)", ("provider", "model"))
+        self.usage_written = Counter("trigate_usage_rows_written", "Usage rows committed to the database",
+                                     registry=r)
+        self.usage_dropped = Counter("trigate_usage_rows_dropped", "Usage rows dropped because the buffer in "
+                                     "front of a slow or unavailable database was full", registry=r)
         self.inflight = Gauge("trigate_requests_in_flight", "HTTP requests being served, bodies and streams "
                               "included", registry=r, multiprocess_mode="livesum")
         self.streams = Gauge("trigate_streams_open", "Server-sent event streams open", registry=r,
@@ -124,30 +126,6 @@ class Metrics:
     def exposition(self, accept: str | None) -> tuple[bytes, str]:
         encoder, content_type = choose_encoder(accept or "")
         return encoder(self.exposed), content_type
-
-    def usage_table(self) -> Table:
-        """Per-key usage rebuilt from the (possibly multiprocess) counters, for /admin/usage."""
-        out: Table = {}
-
-        def slot(labels: dict[str, str]) -> Totals:
-            per_key = out.setdefault(labels["key_id"], {})
-            return per_key.setdefault(labels["model"], Totals())
-
-        fields = {"input": "input_tokens", "output": "output_tokens", "cache_read": "cached_tokens",
-                  "cache_write": "cache_write_tokens", "reasoning": "reasoning_tokens"}
-        for family in self.exposed.collect():
-            for s in family.samples:
-                if s.name == "trigate_key_requests_total":
-                    slot(s.labels).requests += int(s.value)
-                elif s.name == "trigate_key_errors_total":
-                    slot(s.labels).errors += int(s.value)
-                elif s.name == "trigate_key_tokens_total":
-                    t = slot(s.labels)
-                    attr = fields[s.labels["gen_ai_token_type"]]
-                    setattr(t, attr, getattr(t, attr) + int(s.value))
-                elif s.name == "trigate_cost_usd_total":
-                    slot(s.labels).cost_usd += s.value
-        return out
 
     def close(self) -> None:
         if self.multiprocess is not None:

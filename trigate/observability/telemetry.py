@@ -1,5 +1,5 @@
-"""The gateway's Telemetry: one ``finish(ex)`` turns a finished Exchange into metrics, ledger entries,
-span attributes and one JSON access-log line, all from the same numbers.
+"""The gateway's Telemetry: one ``finish(ex)`` turns a finished Exchange into metrics, a durable usage
+row, span attributes and one JSON access-log line, all from the same numbers.
 
 It also owns the request's edges: an ASGI wrapper that fixes the request id, extracts the caller's
 trace context and counts in-flight requests and realtime sessions; a Quart hook that puts
@@ -23,12 +23,12 @@ from trigate.config import Config
 from trigate.formats import client_format_for_path
 from trigate.observability.cost import PriceTable, load_shipped
 from trigate.observability.labels import ModelLabels
-from trigate.observability.ledger import Ledger, Table, entry
 from trigate.observability.metrics import Metrics
 from trigate.observability.names import api_for_path, operation_name, semconv_provider
 from trigate.observability.redact import redact_body, redact_text
 from trigate.observability.request_id import RequestContext, current, effective_request_id
 from trigate.observability.tracing import Tracing, make_tracing
+from trigate.store.usage import UsageWriter, row_from_exchange
 
 if TYPE_CHECKING:
     from trigate.telemetry import Exchange
@@ -68,9 +68,9 @@ def _id_headers() -> tuple[str, ...]:
 class Telemetry:
     def __init__(self, config: Config) -> None:
         self.metrics = Metrics()
-        self.ledger = Ledger()
         self.tracing: Tracing | None = make_tracing(config.observability.tracing)
         self.gw: Any = None
+        self.usage: UsageWriter | None = None  # where finished requests' usage rows go (server.py sets it)
         self._config: Config | None = None
         self._apply(config)
 
@@ -124,12 +124,12 @@ class Telemetry:
         failed = ex.status >= 400 or ex.error is not None
         requested, route = self.labels.request(ex.model)
         response = self.labels.served(ex.upstream_model, kind, route)
-        # the served model names the ledger row and the per-key series alike (bounded the same way),
-        # so /admin/usage reads the same whether it comes from the ledger or the counters
+        # the served model names the usage row's report group and the per-key series alike (bounded the
+        # same way), so /admin/usage and the counters group the same
         served = response or requested or f"({ex.api})"  # passthrough: no model
         self._count(ex, kind, now, failed, (requested, response, route, served))
-        if ex.key_id:
-            self.ledger.record(ex.key_id, served, entry(u, ex.cost_usd, failed))
+        if ex.key_id and self.usage is not None:
+            self.usage.offer(row_from_exchange(ex, served, failed, time.time()))
         if self.tracing is not None:
             self._end_spans(ex, kind, failed)
         if access_logger.isEnabledFor(logging.INFO):
@@ -238,14 +238,6 @@ class Telemetry:
                 span.set_attribute("error.type", error)
         span.end()
         ex.span = None
-
-    # -- usage report --------------------------------------------------------------------------------
-
-    def usage(self, since: float | None) -> tuple[Table, str]:
-        """The per-key table for /admin/usage and where it came from."""
-        if since is None and self.metrics.multiprocess is not None:
-            return self.metrics.usage_table(), "all_workers"
-        return self.ledger.table(since), "this_process" if self.metrics.multiprocess is not None else "gateway"
 
     # -- request edges -------------------------------------------------------------------------------
 
