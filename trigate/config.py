@@ -223,8 +223,15 @@ class HealthConfig:
 
 @define(frozen=True)
 class StoreConfig:
-    # SQLite file for stored Responses (previous_response_id); ':memory:' keeps them in memory.
-    responses_path: str = "trigate-responses.sqlite3"
+    """Stored Responses (previous_response_id, GET/DELETE /v1/responses/{id})."""
+
+    # database: the shared database.url (replicas on one PostgreSQL continue each other's chains);
+    # redis: one key per response, expiring with the TTL; memory: this process only.
+    backend: str = "database"  # database | redis | memory
+    redis_url: str | None = field(default=None, repr=False)  # default: limits.redis_url
+    ttl_seconds: float = 30 * 86400.0  # a stored response is forgotten this long after it was created
+    # Older configs: an SQLite file of the store's own instead of database.url (':memory:': in memory).
+    responses_path: str | None = None
 
 
 @define(frozen=True)
@@ -389,6 +396,20 @@ def _check(cfg: Config) -> list[str]:
         problems.append("limits.on_backend_error: must be closed or open")
     if cfg.limits.backend == "redis" and not cfg.limits.redis_url:
         problems.append("limits.redis_url: required for the redis backend (redis://host:port/db)")
+    problems += _check_store(cfg)
+    return problems
+
+
+def _check_store(cfg: Config) -> list[str]:
+    store = cfg.store
+    problems = _positive("store.ttl_seconds", store.ttl_seconds)
+    if store.backend not in ("database", "redis", "memory"):
+        problems.append("store.backend: must be database, redis or memory")
+    if store.backend == "redis" and not (store.redis_url or cfg.limits.redis_url):
+        problems.append("store.redis_url: required for the redis backend (redis://host:port/db), unless "
+                        "limits.redis_url is set")
+    if store.responses_path and store.backend == "redis":
+        problems.append("store.responses_path: an SQLite file of its own, not used with store.backend: redis")
     return problems
 
 

@@ -127,7 +127,7 @@ async def run_gateway(
             providers=build_providers(config, mock_urls),
             http=make_client(config.server, transport),
             transport=transport,
-            responses=open_response_store(config.store.responses_path),
+            responses=open_response_store(config.store, database, config.limits.redis_url),
             database=database,
             keys=KeyRing(config.auth, RuntimeKeys(KeyStore(database))),
             limiter=make_limiter(config.limits.backend, config.limits.redis_url),
@@ -136,6 +136,7 @@ async def run_gateway(
         )
         gw.services = nursery
         await nursery.start(gw.limiter.run)
+        await nursery.start(gw.responses.run)
         await nursery.start(gw.stream_watch.run)
         if gw.keys.runtime is not None:
             await nursery.start(gw.keys.runtime.run)

@@ -48,6 +48,9 @@ class Hooks:
     validate: Callable[[dict[str, Any]], None] | None = None
     # Translated requests: reject what the provider cannot do (raises GatewayError).
     check_ir: Callable[[ir.Request], None] | None = None
+    # Once, after the caller was admitted (key, model, limits) and before the first attempt: state
+    # every attempt needs, whose failure is no target's fault (not retried, no target marked failing).
+    admitted: Callable[[dict[str, Any]], Awaitable[None]] | None = None
     # Per attempt: may rewrite the body (e.g. expand previous_response_id). Args: body, provider,
     # native (True when the provider speaks the client's format and the body will be forwarded).
     prepare: Callable[[dict[str, Any], Provider, bool], Awaitable[dict[str, Any]]] | None = None

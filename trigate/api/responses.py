@@ -20,7 +20,7 @@ from trigate.errors import GatewayError, invalid_request
 from trigate.formats import get_codec
 from trigate.formats import openai_responses as fmt
 from trigate.gateway import Gateway
-from trigate.store.responses import StoredResponse
+from trigate.store.responses import StoredResponse, StoreUnavailable
 from trigate.upstream.client import transport_error
 from trigate.upstream.providers import Provider
 
@@ -53,6 +53,19 @@ class _StatefulHooks:
         self.current: list[dict[str, Any]] = []
         self.complete = True  # False: an earlier turn is known only by its id (stored by an older version)
         self.expanded = False  # this attempt sends the history instead of previous_response_id
+        self.looked_up = False
+        self.prev: StoredResponse | None = None
+
+    async def admitted(self, body: dict[str, Any]) -> None:
+        """The previous response, read once before any attempt: a store outage is a 503 of the
+        gateway's own, not a failure of the targets (which would be retried and ejected)."""
+        prev_id = body.get("previous_response_id")
+        if prev_id is None:
+            return
+        if not isinstance(prev_id, str):
+            raise invalid_request("previous_response_id: must be a string", param="previous_response_id")
+        self.prev = await self.gw.responses.get(prev_id)
+        self.looked_up = True
 
     async def prepare(self, body: dict[str, Any], provider: Provider, native: bool) -> dict[str, Any]:
         self.context, self.complete, self.expanded = [], True, False  # per attempt: targets differ
@@ -60,9 +73,9 @@ class _StatefulHooks:
         prev_id = self.prev_id = body.get("previous_response_id")
         if prev_id is None:
             return body
-        if not isinstance(prev_id, str):
-            raise invalid_request("previous_response_id: must be a string", param="previous_response_id")
-        prev = await self.gw.responses.get(prev_id)
+        if not self.looked_up:
+            await self.admitted(body)
+        prev = self.prev
         if native and (prev is None or (prev.native and prev.provider == provider.name)):
             # The upstream holds this chain itself (or answers that it does not know the id).
             self.complete = prev is not None and prev.response is not None
@@ -83,22 +96,29 @@ class _StatefulHooks:
 
     async def completed(self, body: dict[str, Any], out: dict[str, Any], provider: Provider) -> None:
         if body.get("store", True) is not False:
-            await self.gw.responses.put(
-                StoredResponse(out["id"], provider.name, False, out, self.current, self.context)
-            )
+            await self._store(StoredResponse(out["id"], provider.name, False, out, self.current, self.context))
 
     async def forwarded(self, body: dict[str, Any], resp: dict[str, Any] | None, provider: Provider) -> None:
         rid = resp.get("id") if resp is not None else None
         if not isinstance(rid, str) or body.get("store", True) is False:
             return
         if self.complete:
-            await self.gw.responses.put(StoredResponse(rid, provider.name, True, resp, self.current, self.context))
+            await self._store(StoredResponse(rid, provider.name, True, resp, self.current, self.context))
         else:
-            await self.gw.responses.put(StoredResponse(rid, provider.name, True))
+            await self._store(StoredResponse(rid, provider.name, True))
+
+    async def _store(self, rec: StoredResponse) -> None:
+        # Best effort: the answer is paid for (and, streamed, already with the client), and ``store``
+        # defaults to true, so a store outage must not fail every Responses request; only what needs
+        # the store (previous_response_id, GET/DELETE by id) answers 503. The outage is logged once.
+        try:
+            await self.gw.responses.put(rec)
+        except StoreUnavailable:
+            pass
 
     def hooks(self) -> Hooks:
-        return Hooks(check_ir=_check_ir, prepare=self.prepare, completed=self.completed, forwarded=self.forwarded,
-                     echo=self.echo)
+        return Hooks(check_ir=_check_ir, admitted=self.admitted, prepare=self.prepare, completed=self.completed,
+                     forwarded=self.forwarded, echo=self.echo)
 
 
 async def _native(gw: Gateway, rec: StoredResponse, method: str, suffix: str) -> Response:

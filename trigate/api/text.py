@@ -191,6 +191,8 @@ async def handle_text(gw: Gateway, api: str, client_format: str, hooks: Hooks | 
         if req.hooks.validate and isinstance(body.get("model"), str):
             req.hooks.validate(body)
         resolved, total_deadline = await req.admit(body, reserve_estimate(gw, len(raw), body))
+        if req.hooks.admitted is not None:
+            await req.hooks.admitted(body)
 
         async def one(route: Resolved, target: Target, provider: Provider) -> Result:
             attempt = Attempt(gw, ex, api, client, req.hooks, route.route.timeouts or gw.config.timeouts,

@@ -27,6 +27,7 @@ import trio
 from attrs import define, field
 
 from trigate.errors import GatewayError
+from trigate.store.redis import REDIS_TIMEOUT, open_redis, redis_errors
 
 log = logging.getLogger("trigate.limits")
 
@@ -280,28 +281,14 @@ class RedisLimiter:
 
     # A crashed replica's concurrency slots expire after this long.
     LEASE_SECONDS = 3600.0
-    # Connect and reply timeouts: an unreachable or hung Redis costs a request at most about this long.
-    TIMEOUT = 0.5
+    TIMEOUT = REDIS_TIMEOUT
     # While the backend is down, requests are refused (or let through) without asking it, except one
     # probe per this many seconds; /ready is answered from the last outcome when it is this recent.
     RECHECK_SECONDS = 1.0
 
     def __init__(self, url: str, prefix: str = "trigate:limits:") -> None:
-        import coredis
-        from coredis.exceptions import ConnectionError as RedisConnectionError
-        from coredis.exceptions import RedisError
-        from coredis.retry import ConstantRetryPolicy
-
-        # coredis logs every retry and dropped connection (with an empty traceback); the one warning per
-        # outage below says it once.
-        logging.getLogger("coredis").setLevel(logging.WARNING)
-        # One quick retry on a broken connection (a pooled one Redis closed); none on timeouts, which
-        # would only double the wait.
-        retry = ConstantRetryPolicy((RedisConnectionError,), retries=1, delay=0.01)
-        self._redis: Any = coredis.Redis.from_url(url, decode_responses=True, connect_timeout=self.TIMEOUT,
-                                                  stream_timeout=self.TIMEOUT, pool_timeout=self.TIMEOUT,
-                                                  retry_policy=retry)
-        self._backend_errors: tuple[type[BaseException], ...] = (RedisError, OSError, trio.TooSlowError)
+        self._redis: Any = open_redis(url)
+        self._backend_errors = redis_errors()
         self._prefix = prefix
         self._rate = self._redis.register_script(_RATE_SCRIPT)
         self._concurrency = self._redis.register_script(_CONCURRENCY_SCRIPT)
