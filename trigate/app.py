@@ -8,6 +8,8 @@ from werkzeug.exceptions import HTTPException
 
 from trigate.api import admin, chat, count_tokens, embeddings, health, messages, models, passthrough, rerank, responses
 from trigate.api import admin_keys as admin_keys_api
+from trigate.api import converse_ingress as converse_api
+from trigate.api import gemini_ingress as gemini_api
 from trigate.api import metrics as metrics_api
 from trigate.api import realtime as realtime_api
 from trigate.api.text import error_response
@@ -29,6 +31,8 @@ def create_app(gw: Gateway) -> QuartTrio:
     messages.register(app, gw)
     responses.register(app, gw)
     count_tokens.register(app, gw)
+    gemini_api.register(app, gw)
+    converse_api.register(app, gw)
     embeddings.register(app, gw)
     rerank.register(app, gw)
     models.register(app, gw)

@@ -35,6 +35,9 @@ from trigate.wire.sse import SSEDecoder, SSEError
 
 # Client headers a provider of the same format must see to behave as the client expects.
 _NATIVE_HEADERS = {"anthropic": ("anthropic-version", "anthropic-beta")}
+# Formats whose URL, not the body, says the model (the handler puts it into the body as "model") and
+# whether to stream.
+URL_ROUTED = frozenset({"gemini", "bedrock"})
 # Client stream formats that report input usage when the stream opens (Anthropic's message_start).
 _START_USAGE_FORMATS = frozenset({"anthropic"})
 
@@ -198,7 +201,10 @@ class Attempt:
                        stream: bool, dl: Deadlines) -> Result:
         """Same format both sides: forward the body, rewriting only the model (and asking for usage)."""
         sniffer = sniffer_for(self.client.name, body, self.hooks.echo() if self.hooks.echo is not None else None)
-        body["model"] = model
+        if self.client.name in URL_ROUTED:
+            body.pop("model", None)  # the upstream URL names it; these APIs refuse it in the body
+        else:
+            body["model"] = model
         sniffer.prepare_request(body)
         body = provider.adapt(self.client.name, body, model)
         resp = await self._send(provider, upstream, orjson.dumps(body), stream,
@@ -221,6 +227,8 @@ class Attempt:
     async def _translate(self, provider: Provider, upstream: Upstream, body: dict[str, Any], model: str,
                          stream: bool, dl: Deadlines) -> Result:
         ir_req = self._ir(body)
+        if self.client.name in URL_ROUTED:
+            ir_req.stream = stream
         codec = get_codec(upstream.format)
         payload = provider.adapt(codec.name, codec.encode_request(ir_req, model), model)
         resp = await self._send(provider, upstream, orjson.dumps(payload), stream,

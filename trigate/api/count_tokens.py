@@ -14,11 +14,11 @@ import httpx
 import orjson
 from quart import Quart, Response, request
 
-from trigate.api.text import error_response, json_response, parse_body, request_headers
+from trigate.api.text import error_response, json_response, parse_body, request_credential
 from trigate.errors import GatewayError, invalid_request
 from trigate.formats import get_codec
 from trigate.gateway import Gateway
-from trigate.policies.auth import check_model, credential_from_headers
+from trigate.policies.auth import check_model
 from trigate.routing import Target
 from trigate.tokens import estimate
 from trigate.translate import ir
@@ -89,7 +89,7 @@ def required_model(body: dict[str, Any]) -> str:
 async def count_target(gw: Gateway, model: str) -> tuple[Target, Provider]:
     """The caller's key may use ``model``, and where it routes (the first target: a count sends
     nothing to the model, so there is nothing to balance or fall back from)."""
-    principal = await gw.keys.authenticate(credential_from_headers(request_headers()))
+    principal = await gw.keys.authenticate(request_credential())
     check_model(principal, model)
     target = gw.router.resolve(model)
     if target is None:

@@ -19,7 +19,7 @@ from quart import Response, request
 
 from trigate.api.attempt import NO_HOOKS, Attempt, Hooks, Result
 from trigate.errors import GatewayError, invalid_request
-from trigate.formats import get_codec
+from trigate.formats import client_format_for_path, get_codec
 from trigate.formats.base import Codec
 from trigate.gateway import Gateway
 from trigate.policies.auth import Principal, check_model, credential_from_headers
@@ -35,6 +35,8 @@ T = TypeVar("T")
 __all__ = ["Hooks", "error_response", "handle_text", "json_response", "parse_body"]
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+# Client stream formats that are not SSE (Bedrock's ConverseStream is AWS event-stream framing).
+STREAM_CONTENT_TYPES = {"bedrock": "application/vnd.amazon.eventstream"}
 MAX_FALLBACK_DEPTH = 3
 
 
@@ -64,8 +66,16 @@ def request_headers() -> dict[str, str]:
     return {k.lower(): v for k, v in request.headers.items()}
 
 
+def request_credential() -> str | None:
+    """The caller's key from its headers, or on Google paths from ``?key=``, where Google clients may put it."""
+    found = credential_from_headers(request_headers())
+    if found is None and client_format_for_path(request.path) == "gemini":
+        found = request.args.get("key") or None
+    return found
+
+
 async def authenticate(gw: Gateway) -> Principal:
-    return await gw.keys.authenticate(credential_from_headers(request_headers()))
+    return await gw.keys.authenticate(request_credential())
 
 
 def limit_rules(gw: Gateway, principal: Principal, resolved: Resolved | None) -> list[Rule]:
@@ -178,15 +188,19 @@ class RequestContext:
         return headers
 
 
-async def handle_text(gw: Gateway, api: str, client_format: str, hooks: Hooks | None = None) -> Response:
+async def handle_text(gw: Gateway, api: str, client_format: str, hooks: Hooks | None = None, *,
+                      url_model: str | None = None, url_stream: bool | None = None) -> Response:
+    """``url_model`` / ``url_stream``: for formats whose URL says them (Gemini, Bedrock), not the body."""
     client = get_codec(client_format)
     req = RequestContext(gw, api, client, hooks or NO_HOOKS)
     ex = req.ex
     try:
         raw = await request.get_data()
         body = parse_body(raw)
+        if url_model is not None:
+            body["model"] = url_model  # where the pipeline reads the model; never forwarded (attempt.py)
         ex.note_request(body, raw)
-        stream = body.get("stream") is True
+        stream = body.get("stream") is True if url_stream is None else url_stream
         ex.stream = stream
         if req.hooks.validate and isinstance(body.get("model"), str):
             req.hooks.validate(body)
@@ -209,7 +223,8 @@ async def handle_text(gw: Gateway, api: str, client_format: str, hooks: Hooks | 
         await req.end(200)
         return Response(result.body, status=200, content_type=result.content_type, headers=req.headers())
     ex.mark_first_byte()
-    return Response(_stream_body(req, result), status=200, content_type="text/event-stream",
+    return Response(_stream_body(req, result), status=200,
+                    content_type=STREAM_CONTENT_TYPES.get(client.name, "text/event-stream"),
                     headers={**SSE_HEADERS, **req.headers()})
 
 

@@ -14,6 +14,9 @@ _MODULES = {
     "bedrock": "trigate.formats.bedrock",
 }
 _cache: dict[str, Codec] = {}
+# Gemini's model methods; under /v1/models/ they tell a Google caller from an OpenAI one (whose model
+# ids may hold colons too: ft:gpt-4o:...).
+GEMINI_METHODS = (":generateContent", ":streamGenerateContent", ":countTokens")
 
 
 def get_codec(name: str) -> Codec:
@@ -30,4 +33,8 @@ def client_format_for_path(path: str) -> str:
         return "anthropic"
     if path.startswith("/v1/responses"):
         return "openai_responses"
+    if path.startswith("/v1beta/") or (path.startswith("/v1/models/") and path.endswith(GEMINI_METHODS)):
+        return "gemini"
+    if path.startswith("/model/"):
+        return "bedrock"
     return "openai_chat"

@@ -10,7 +10,10 @@ from typing import Any
 
 import orjson
 
+from trigate.formats.bedrock_stream import usage_from_bedrock
+from trigate.formats.gemini import usage_from_body as gemini_usage
 from trigate.translate.ir import Usage
+from trigate.wire.eventstream import EventStreamDecoder, EventStreamError
 from trigate.wire.sse import SSEDecoder, encode_event
 
 
@@ -228,6 +231,59 @@ class ResponsesSniffer(UsageSniffer):
         return orjson.dumps(self.response) if self._echo and self.response is not None else raw
 
 
+class GeminiSniffer(UsageSniffer):
+    """Bytes pass through; every chunk that carries ``usageMetadata`` has the running totals, the last wins."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sse = SSEDecoder()
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self.whole_events_without(self._sse, chunk, (b'"usageMetadata"',)):
+            return chunk
+        for ev in self._sse.feed(chunk):
+            if '"usageMetadata"' in ev.data:
+                try:
+                    self.usage = gemini_usage(orjson.loads(ev.data)) or self.usage
+                except orjson.JSONDecodeError:
+                    continue
+        return chunk
+
+    def usage_from_body(self, raw: bytes) -> Usage | None:
+        return gemini_usage(_json_object(raw))
+
+
+class BedrockSniffer(UsageSniffer):
+    """Event-stream frames pass through; usage comes from the closing ``metadata`` event."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._frames: EventStreamDecoder | None = EventStreamDecoder()
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self._frames is None:
+            return chunk
+        # every chunk is framed (no substring shortcut): skipping one would lose the frame boundaries
+        try:
+            messages = self._frames.feed(chunk)
+        except EventStreamError:
+            self._frames = None  # the bytes still go to the client, whose decoder will say what broke
+            return chunk
+        for m in messages:
+            if m.event_type == "metadata":
+                try:
+                    u = orjson.loads(m.payload).get("usage")
+                except (orjson.JSONDecodeError, AttributeError):
+                    continue
+                if isinstance(u, dict):
+                    self.usage = usage_from_bedrock(u)
+        return chunk
+
+    def usage_from_body(self, raw: bytes) -> Usage | None:
+        u = _json_object(raw).get("usage")
+        return usage_from_bedrock(u) if isinstance(u, dict) else None
+
+
 def sniffer_for(fmt: str, body: dict[str, Any], echo: dict[str, Any] | None = None) -> UsageSniffer:
     if fmt == "openai_chat":
         return OpenAIChatSniffer(body)
@@ -235,4 +291,8 @@ def sniffer_for(fmt: str, body: dict[str, Any], echo: dict[str, Any] | None = No
         return AnthropicSniffer()
     if fmt == "openai_responses":
         return ResponsesSniffer(echo)
+    if fmt == "gemini":
+        return GeminiSniffer()
+    if fmt == "bedrock":
+        return BedrockSniffer()
     return UsageSniffer()
