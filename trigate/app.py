@@ -7,6 +7,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from trigate.api import admin, chat, count_tokens, embeddings, health, messages, models, passthrough, rerank, responses
+from trigate.api import admin_budgets as admin_budgets_api
 from trigate.api import admin_keys as admin_keys_api
 from trigate.api import converse_ingress as converse_api
 from trigate.api import gemini_ingress as gemini_api
@@ -40,6 +41,7 @@ def create_app(gw: Gateway) -> QuartTrio:
     metrics_api.register(app, gw)  # also puts x-request-id on every answer
     admin.register(app, gw)
     admin_keys_api.register(app, gw)
+    admin_budgets_api.register(app, gw)
     # last: its /<provider>/<path> pattern must not shadow the API routes above
     passthrough.register(app, gw)
 

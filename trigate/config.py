@@ -185,12 +185,21 @@ class ClientKey:
 
 
 @define(frozen=True)
+class TeamConfig:
+    """A team (the ``team`` metadata of its keys): its USD budget, shared by all of its keys. A budget set
+    through the admin API (``PUT /admin/teams/{team}/budget``) takes precedence."""
+
+    budget: BudgetSpec | None = None
+
+
+@define(frozen=True)
 class AuthConfig:
     # Serving without client keys must be asked for; the default listen address stays loopback.
     open: bool = False
     keys: list[ClientKey] = field(factory=list)
     # Keys for /admin endpoints (same forms as client keys: key or key_sha256).
     admin_keys: list[ClientKey] = field(factory=list)
+    teams: dict[str, TeamConfig] = field(factory=dict)
 
 
 @define(frozen=True)
@@ -388,6 +397,9 @@ def _check(cfg: Config) -> list[str]:
             problems.append(f"{where}.id: duplicate key id {k.id!r}")
         seen_ids.add(k.id)
         problems += check_client_key(where, k, cfg.providers)
+    for team, t in cfg.auth.teams.items():
+        if t.budget is not None:
+            problems += check_budget(f"auth.teams.{team}.budget", t.budget)
     problems += _check_observability(cfg.observability)
     problems += _check_numbers(cfg)
     if cfg.limits.backend not in ("memory", "redis"):
@@ -426,6 +438,14 @@ def _not_negative(where: str, value: float) -> list[str]:
     return [] if value >= 0 else [f"{where}: must not be negative, got {value}"]
 
 
+def check_budget(where: str, b: BudgetSpec) -> list[str]:
+    """A USD budget: a positive amount (NaN and infinity refused) over a known window."""
+    problems = [] if 0 < b.usd < float("inf") else [f"{where}.usd: must be a positive number of USD, got {b.usd}"]
+    if b.window not in ("daily", "monthly", "total"):
+        problems.append(f"{where}.window: must be daily, monthly or total, got {b.window!r}")
+    return problems
+
+
 def check_client_key(where: str, k: ClientKey, providers: Iterable[str]) -> list[str]:
     """What is wrong with one client key (config ``auth.keys`` and runtime keys of the admin API alike)."""
     providers = set(providers)
@@ -435,9 +455,7 @@ def check_client_key(where: str, k: ClientKey, providers: Iterable[str]) -> list
         if not any(c in pattern for c in "*?[") and pattern not in providers:
             problems.append(f"{where}.providers[{j}]: unknown provider {pattern!r}")
     if k.budget is not None:
-        problems += _positive(f"{where}.budget.usd", k.budget.usd)
-        if k.budget.window not in ("daily", "monthly", "total"):
-            problems.append(f"{where}.budget.window: must be daily, monthly or total")
+        problems += check_budget(f"{where}.budget", k.budget)
     if bool(k.key) == bool(k.key_sha256):
         problems.append(f"auth key {k.id!r}: give exactly one of key or key_sha256")
     elif k.key_sha256 and not re.fullmatch(r"[0-9a-f]{64}", k.key_sha256):

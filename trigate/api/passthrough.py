@@ -25,6 +25,7 @@ from trigate.errors import GatewayError
 from trigate.formats import get_codec
 from trigate.gateway import Gateway
 from trigate.policies.auth import check_provider, credential_from_headers
+from trigate.policies.budgets import refusal_headers, reserve_request
 from trigate.policies.headers import quota_headers
 from trigate.policies.limits import Lease, Limiter
 from trigate.telemetry import Exchange, log_exchange
@@ -126,6 +127,8 @@ def register(app: Quart, gw: Gateway) -> None:
             principal = await gw.keys.authenticate(credential_from_headers(headers))
             ex.key_id, ex.team = principal.key_id, principal.team
             check_provider(principal, provider_name)
+            # no model to price before the call: nothing is reserved, but an exhausted budget refuses
+            await reserve_request(gw, principal, (), 0, 0, codec.name)
             rules = limit_rules(gw, principal, None)
             if rules:
                 # nothing to estimate tokens from (the body is streamed as it comes): the usage seen
@@ -142,7 +145,8 @@ def register(app: Quart, gw: Gateway) -> None:
             ex.status = err.status
             log_exchange(ex)
             quota = getattr(err, "quota", None)
-            return error_response(codec, err, quota_headers(codec.name, quota) if quota is not None else None)
+            headers = quota_headers(codec.name, quota) if quota is not None else {}
+            return error_response(codec, err, {**headers, **refusal_headers(err)})
 
 
 async def _forward(gw: Gateway, ex: Exchange, provider: Any, path: str, headers: dict[str, str],

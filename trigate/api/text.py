@@ -23,6 +23,7 @@ from trigate.formats import client_format_for_path, get_codec
 from trigate.formats.base import Codec
 from trigate.gateway import Gateway
 from trigate.policies.auth import Principal, check_model, credential_from_headers
+from trigate.policies.budgets import Hold, budget_headers, refusal_headers, reserve_request, settle_request
 from trigate.policies.headers import quota_headers
 from trigate.policies.limits import BackendUnavailable, Lease, Limiter, Rule
 from trigate.policies.retry import backoff, fallback_reason, is_retryable
@@ -119,15 +120,13 @@ async def acquire_lease(gw: Gateway, limiter: Limiter, rules: list[Rule], tokens
         return None
 
 
-def reserve_estimate(gw: Gateway, raw_len: int, body: dict[str, Any]) -> int:
-    """Tokens reserved before the call: ~4 bytes of JSON per input token, plus the output cap."""
-    out = 0
+def output_reserve(gw: Gateway, body: dict[str, Any]) -> int:
+    """Output tokens reserved before the call: the output cap asked for, else the configured default."""
     for key in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
         v = body.get(key)
         if isinstance(v, int) and not isinstance(v, bool):
-            out = v
-            break
-    return raw_len // 4 + (out or gw.config.limits.default_output_reserve)
+            return v or gw.config.limits.default_output_reserve
+    return gw.config.limits.default_output_reserve
 
 
 class RequestContext:
@@ -137,6 +136,7 @@ class RequestContext:
         self.gw, self.api, self.client, self.hooks = gw, api, client, hooks
         self.ex = Exchange(method=request.method, path=request.path, api=api, client_format=client.name)
         self.lease: Lease | None = None
+        self.hold: Hold | None = None  # the request's reservation in its spend budgets
         self.limiter = gw.limiter  # the one the lease came from, even if a reload swaps gw.limiter
         self.target: Target | None = None
         self._ended = False
@@ -151,15 +151,20 @@ class RequestContext:
             await end_lease(self.limiter, self.lease, self.ex)
         self.ex.status = status
         log_exchange(self.ex)
+        if self.hold is not None:  # after the log line: the telemetry has priced the usage by then
+            await settle_request(self.gw, self.hold, self.ex)
 
     def headers(self) -> dict[str, str]:
-        if self.lease is None or self.lease.quota is None:
-            return {}
-        return quota_headers(self.client.name, self.lease.quota)
+        out = budget_headers(self.hold.tightest()) if self.hold is not None else {}
+        if self.lease is not None and self.lease.quota is not None:
+            out.update(quota_headers(self.client.name, self.lease.quota))
+        return out
 
-    async def admit(self, body: dict[str, Any], reserve_tokens: int) -> tuple[Resolved, float]:
+    async def admit(self, body: dict[str, Any], reserve_tokens: int, output_tokens: int = 0) -> tuple[Resolved, float]:
         """What every model call does before its first attempt: the model name, the caller's key and
-        its permission, the route, the limits, and the total deadline."""
+        its permission, the route, the limits, the spend budgets, and the total deadline.
+        ``reserve_tokens`` counts input and output; ``output_tokens`` says how many of them are output
+        (priced at the output rate for the budget estimate)."""
         gw, ex = self.gw, self.ex
         model = body.get("model")
         if not isinstance(model, str) or not model:
@@ -175,6 +180,8 @@ class RequestContext:
         rules = limit_rules(gw, principal, resolved)
         if rules:
             self.lease = await acquire_lease(gw, self.limiter, rules, reserve_tokens)
+        self.hold = await reserve_request(gw, principal, resolved.targets, reserve_tokens - output_tokens,
+                                          output_tokens, self.client.name)
         total = resolved.route.timeouts.total if resolved.route.timeouts else gw.config.timeouts.total
         return resolved, (trio.current_time() + total if total is not None else math.inf)
 
@@ -185,6 +192,7 @@ class RequestContext:
         quota = getattr(err, "quota", None)
         if quota is not None:
             headers.update(quota_headers(self.client.name, quota))
+        headers.update(refusal_headers(err))
         return headers
 
 
@@ -204,7 +212,8 @@ async def handle_text(gw: Gateway, api: str, client_format: str, hooks: Hooks | 
         ex.stream = stream
         if req.hooks.validate and isinstance(body.get("model"), str):
             req.hooks.validate(body)
-        resolved, total_deadline = await req.admit(body, reserve_estimate(gw, len(raw), body))
+        out_tokens = output_reserve(gw, body)  # input: ~4 bytes of JSON per token
+        resolved, total_deadline = await req.admit(body, len(raw) // 4 + out_tokens, out_tokens)
         if req.hooks.admitted is not None:
             await req.hooks.admitted(body)
 

@@ -332,6 +332,25 @@ class RedisLimiter:
             self._down_since = None
         return result
 
+    def register_script(self, source: str) -> Any:
+        """A Lua script on this limiter's Redis, for other shared counters (spend budgets)."""
+        return self._redis.register_script(source)
+
+    @property
+    def client(self) -> Any:
+        return self._redis
+
+    async def ask(self, command: Awaitable[T]) -> T:
+        """One command of another shared counter, with the limiter's deadlines and outage handling: while
+        Redis is down it raises BackendUnavailable at once, as the limiter's own checks do."""
+        if not self._ready.is_set() or self._recently_down():
+            close = getattr(command, "close", None)
+            if close is not None:
+                close()  # never awaited: say so to Python rather than warn
+            await self._client()
+            raise backend_unavailable()
+        return await self._ask(command)
+
     def _recently_down(self) -> bool:
         return self._down_since is not None and trio.current_time() - self._checked < self.RECHECK_SECONDS
 
