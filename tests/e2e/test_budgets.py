@@ -19,7 +19,7 @@ import httpx2
 import openai
 import pytest
 
-from tests.harness import UPSTREAM_KEY, GatewayProcess, MockProcess, Servers, openai_config
+from tests.harness import UPSTREAM_KEY, GatewayProcess, MockProcess, Servers, free_loopback_port, openai_config
 
 ADMIN = {"authorization": "Bearer sk-budget-admin"}
 PRICES = {"gpt-4o-mini": {"input": 0, "output": 10}, "rerank-v3.5": {"input": 1000, "output": 0}}
@@ -248,3 +248,19 @@ def test_two_replicas_share_one_budget_under_concurrent_load(tmp_path: Path, red
         for gw in replicas:
             gw.stop()
         upstream.stop()
+
+
+@pytest.mark.parametrize("on_error", ["closed", "open"])
+def test_budget_counters_unreachable_follow_on_backend_error(on_error: str) -> None:
+    dead = f"redis://127.0.0.1:{free_loopback_port()}/0"  # nothing listens there
+    keys = [{"id": "b", "key": "sk-b", "budget": {"usd": 1.0, "window": "daily"}}]
+    limits = {"backend": "redis", "redis_url": dead, "on_backend_error": on_error}
+    with Servers(lambda url: config(url, keys, limits=limits), mock_key=UPSTREAM_KEY) as s:
+        r = _chat(s.url, "sk-b")
+        if on_error == "closed":
+            assert r.status_code == 503 and r.json()["error"]["code"] == "budget_backend_unavailable", r.text
+            assert "spend budgets" in r.json()["error"]["message"] and r.headers["retry-after"] == "1"
+            assert not s.mock.requests
+        else:
+            assert r.status_code == 200 and "x-trigate-budget-limit-usd" not in r.headers
+            assert len(s.mock.requests) == 1

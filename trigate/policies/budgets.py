@@ -609,7 +609,8 @@ async def reserve_request(gw: Any, principal: Principal, targets: Sequence[Targe
         if isinstance(exc, DatabaseError):
             log.warning("spend budgets: database error: %s", exc)
         if gw.config.limits.on_backend_error != "open":
-            raise exc if isinstance(exc, GatewayError) else budgets_unavailable("its database failed") from None
+            what = "its database failed" if isinstance(exc, DatabaseError) else "the limits backend is unreachable"
+            raise budgets_unavailable(what) from None
         if gw.telemetry is not None:
             gw.telemetry.metrics.limits_unenforced.inc()
         return None
