@@ -61,3 +61,32 @@ async def test_unreachable_postgres_is_a_database_error() -> None:
     with pytest.raises(DatabaseError, match="cannot connect"):
         await db.fetchall("select 1")
     await db.aclose()
+
+
+async def test_closing_while_a_statement_runs_waits_for_it(tmp_path: Path) -> None:
+    """A service task may still be mid-query when shutdown closes the database: the busy connection is
+    closed when its statement ends (closing it under the running thread crashed the SQLite driver)."""
+    db = Database.open(str(tmp_path / "busy.sqlite3"))
+    await db.execute("create table t (n integer)")
+    started = trio.Event()
+    token = trio.lowlevel.current_trio_token()
+
+    def slow(cur) -> int:
+        trio.from_thread.run_sync(started.set, trio_token=token)
+        # a statement that takes a while: a recursive count to two million
+        cur.execute("with recursive c(x) as (select 1 union all select x + 1 from c where x < 2000000) "
+                    "select count(*) from c")
+        return cur.fetchone()[0]
+
+    results: list[int] = []
+
+    async def query() -> None:
+        results.append(await db.run(slow))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(query)
+        await started.wait()
+        await db.aclose()
+    assert results == [2000000]
+    with pytest.raises(DatabaseError, match="closed"):
+        await db.fetchall("select 1")

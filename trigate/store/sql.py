@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import queue
 import sqlite3
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -56,8 +55,6 @@ class Database:
         self.real = "double precision" if dialect == "postgres" else "real"
         self._connect = connect
         self._idle: queue.LifoQueue[Any] = queue.LifoQueue()
-        self._all: list[Any] = []
-        self._all_lock = threading.Lock()
         self._limiter = trio.CapacityLimiter(pool_size)
         self._closed = False
 
@@ -130,17 +127,16 @@ class Database:
             self._checkin(conn, broken)
 
     def _checkout(self) -> Any:
+        if self._closed:
+            raise DatabaseError(f"{self.dialect}: the database is closed")
         try:
             return self._idle.get_nowait()
         except queue.Empty:
             pass
         try:
-            conn = self._connect()
+            return self._connect()
         except (sqlite3.Error, *_psycopg_errors()) as exc:
             raise DatabaseError(f"{self.dialect}: cannot connect: {exc}".strip()) from exc
-        with self._all_lock:
-            self._all.append(conn)
-        return conn
 
     def _checkin(self, conn: Any, broken: bool) -> None:
         if broken or self._closed:
@@ -148,24 +144,23 @@ class Database:
         else:
             self._idle.put(conn)
 
-    def _discard(self, conn: Any) -> None:
-        with self._all_lock:
-            if conn in self._all:
-                self._all.remove(conn)
+    @staticmethod
+    def _discard(conn: Any) -> None:
         try:
             conn.close()
         except Exception:
             pass
 
     async def aclose(self) -> None:
+        """Close the idle connections now and each busy one when its statement ends: closing a
+        connection another thread is using crashes the SQLite driver."""
         self._closed = True
-        with self._all_lock:
-            conns, self._all = list(self._all), []
-        for conn in conns:
+        while True:
             try:
-                conn.close()
-            except Exception:
-                pass
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                return
+            self._discard(conn)
 
 
 def _connect_sqlite(path: str) -> sqlite3.Connection:
