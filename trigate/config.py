@@ -386,9 +386,11 @@ def _check(cfg: Config) -> list[str]:
         bad = set(m.fallback_on) - {"error", "timeout", "context_length"}
         if bad:
             problems.append(f"{where}.fallback_on: unknown condition(s) {', '.join(sorted(bad))}")
-    if not cfg.auth.open and not cfg.auth.keys:
-        problems.append("auth: no client keys configured; add auth.keys, or set auth.open: true to serve "
-                        "without keys (keep the listen address on loopback then)")
+    # With admin keys, client keys can be created at runtime (POST /admin/keys), so none in the file is fine.
+    if not cfg.auth.open and not cfg.auth.keys and not cfg.auth.admin_keys:
+        problems.append("auth: no client keys configured; add auth.keys (or auth.admin_keys, to create keys at "
+                        "runtime), or set auth.open: true to serve without keys (keep the listen address on "
+                        "loopback then)")
     seen_ids: set[str] = set()
     labelled = [(f"auth.keys[{i}]", k) for i, k in enumerate(cfg.auth.keys)]
     labelled += [(f"auth.admin_keys[{i}]", k) for i, k in enumerate(cfg.auth.admin_keys)]

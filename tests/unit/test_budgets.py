@@ -22,7 +22,7 @@ from trigate.policies.budgets import (
     budget_headers,
     counter_ttl,
     estimate_cost,
-    fits,
+    reservable,
     refusal_headers,
     settled_cost,
     tightest,
@@ -71,13 +71,15 @@ def test_estimate_prices_input_and_output_tokens() -> None:
     assert estimate_cost(None, 10**6, 10**6) == 0.0  # no price: nothing known to reserve
 
 
-def test_fits_refuses_what_would_overshoot_and_a_zero_estimate_once_exhausted() -> None:
-    assert fits(0.0, 1.0, 1.0)
-    assert fits(3 * 0.1, 0.1, 4 * 0.1)  # float sums: exactly four calls' worth fits four calls
-    assert not fits(0.5, 0.6, 1.0)
-    assert fits(0.99, 0.0, 1.0)  # unknown price: let through while something is left
-    assert not fits(1.0, 0.0, 1.0)
-    assert not fits(1.2, 0.0, 1.0)
+def test_reservations_are_capped_at_what_is_left_and_refused_once_nothing_is() -> None:
+    assert reservable(0.0, 1.0, 1.0) == 1.0
+    assert reservable(3 * 0.1, 0.1, 4 * 0.1) == pytest.approx(0.1)  # float sums: four calls' worth, four calls
+    assert reservable(4 * 0.1, 0.1, 4 * 0.1) is None  # ... and not a fifth for a rounding error
+    assert reservable(0.5, 0.6, 1.0) == pytest.approx(0.5)  # worst case above what is left: what is left
+    assert reservable(0.0, 5.0, 0.05) == 0.05  # a budget below one call's worst case is still usable
+    assert reservable(0.99, 0.0, 1.0) == 0.0  # unknown price: let through while something is left
+    assert reservable(1.0, 0.0, 1.0) is None
+    assert reservable(1.2, 0.0, 1.0) is None
 
 
 def test_settled_cost_never_under_counts() -> None:
@@ -127,12 +129,14 @@ async def test_memory_counters_reserve_settle_arithmetic() -> None:
     assert await c.reserve(["k", "t"], [1.0, 0.5], 0.25) == (MISSING, 1, [])
     await c.create("t", 0.0, None)
     await c.create("t", 99.0, None)  # another task got there first: kept
-    assert await c.reserve(["k", "t"], [1.0, 0.5], 0.25) == (RESERVED, 0, [0.75, 0.25])
-    # the key cannot take another 0.5: nothing is added anywhere
-    assert await c.reserve(["k", "t"], [1.0, 0.5], 0.5) == (REFUSED, 0, [0.75])
-    assert await c.get("t") == 0.25
-    # settling: the reservation of 0.25 cost 0.1 in the end
-    assert await c.add(["k", "t"], 0.1 - 0.25) == [pytest.approx(0.6), pytest.approx(0.1)]
+    assert await c.reserve(["k", "t"], [1.0, 0.5], 0.25) == (RESERVED, 0, [0.25, 0.75, 0.25])
+    # the key has 0.25 left of the 0.5 asked: 0.25 is reserved in both
+    assert await c.reserve(["k", "t"], [1.0, 0.5], 0.5) == (RESERVED, 0, [0.25, 1.0, 0.5])
+    # now the key has nothing left: refused, nothing added anywhere
+    assert await c.reserve(["k", "t"], [1.0, 0.5], 0.1) == (REFUSED, 0, [1.0])
+    assert await c.get("t") == 0.5
+    # settling: the second reservation of 0.25 cost 0.1 in the end
+    assert await c.add(["k", "t"], 0.1 - 0.25) == [pytest.approx(0.85), pytest.approx(0.35)]
     assert await c.add(["gone"], 1.0) == [None]
     await c.put("k", 0.0, None)  # a manual reset
     assert (await c.reserve(["k"], [1.0], 1.0))[0] == RESERVED

@@ -103,6 +103,9 @@ def test_open_mode_must_be_explicit() -> None:
     assert info.value.problems[0].startswith("auth: no client keys configured")
     cfg = parse_config({"auth": {"keys": [{"id": "team-a", "key": "${K}"}]}}, env={"K": "secret"})
     assert cfg.auth.keys[0].id == "team-a" and "secret" not in repr(cfg)
+    # admin keys alone are enough: client keys are then created at runtime (POST /admin/keys)
+    cfg = parse_config({"auth": {"admin_keys": [{"id": "ops", "key": "sk-admin"}]}}, env={})
+    assert not cfg.auth.open and not cfg.auth.keys
 
 
 def test_groups_and_fallbacks_are_checked() -> None:

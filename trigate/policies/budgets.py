@@ -3,9 +3,11 @@
 A budget's counter is its spend in the current window: settled cost plus the reservations of requests
 still running. Before a call the request's cost is estimated (input from the request size, output from
 its max tokens, at the model's price) and reserved in every budget that applies (the key's, its
-team's) only if each can take it; after the call the reservation is replaced by the real cost the
-telemetry computed. So concurrent requests overshoot a limit by at most their estimates, and a request
-refused by its budget never reaches the upstream.
+team's), capped at what the tightest has left; a budget with nothing left refuses. After the call the
+reservation is replaced by the real cost the telemetry computed. So concurrent requests cannot reserve
+more than a budget holds (once it is all reserved, the next ones wait for their refusal until calls
+settle), a call whose worst case exceeds what is left still runs (a budget smaller than one call's
+max_tokens would otherwise be unusable), and a request refused by its budget never reaches the upstream.
 
 Counters live in process memory, or in Redis (the limits backend, with its connection, timeouts and
 outage handling) so that replicas share them. A counter that does not exist yet (process start, Redis
@@ -94,9 +96,13 @@ def estimate_cost(price: Price | None, input_tokens: int, output_tokens: int) ->
     return (max(input_tokens, 0) * price.input + max(output_tokens, 0) * price.output) * PER_TOKEN
 
 
-def fits(spent: float, amount: float, limit: float) -> bool:
-    """May ``amount`` more be reserved? Never once nothing is left, even for a zero estimate."""
-    return spent < limit and spent + amount <= limit * (1 + _EPSILON)
+def reservable(spent: float, amount: float, limit: float) -> float | None:
+    """What may be reserved of ``amount``: all of it, or what is left when less is; None once nothing is
+    left (even for a zero estimate). Float sums within a rounding error of the limit count as at it."""
+    left = limit - spent
+    if left <= limit * _EPSILON:
+        return None
+    return min(amount, left)
 
 
 def settled_cost(reserved: float, cost_usd: float | None, usage_known: bool, failed: bool, cancelled: bool) -> float:
@@ -206,8 +212,9 @@ MISSING, REFUSED, RESERVED = -1, 0, 1
 
 class Counters(Protocol):
     async def reserve(self, counters: list[str], limits: list[float], amount: float) -> tuple[int, int, list[float]]:
-        """Add ``amount`` to every counter if each still fits under its limit. (RESERVED, 0, values after),
-        (REFUSED, i, [value of i]) or (MISSING, i, []) when counter i does not exist yet."""
+        """Add ``amount``, capped at what the tightest counter has left (reservable()), to every counter.
+        (RESERVED, 0, [amount reserved, *values after]), (REFUSED, i, [value of i]) when counter i has
+        nothing left, or (MISSING, i, []) when counter i does not exist yet."""
         ...
 
     async def create(self, counter: str, value: float, ttl: float | None) -> None:
@@ -243,12 +250,14 @@ class MemoryCounters:
             v = self._live(c)
             if v is None:
                 return MISSING, i, []
-            if not fits(v, amount, limit):
+            capped = reservable(v, amount, limit)
+            if capped is None:
                 return REFUSED, i, [v]
+            amount = capped
             values.append(v)
         for c in counters:
             self._values[c] += amount
-        return RESERVED, 0, [v + amount for v in values]
+        return RESERVED, 0, [amount, *(v + amount for v in values)]
 
     async def create(self, counter: str, value: float, ttl: float | None) -> None:
         if self._live(counter) is None:
@@ -275,7 +284,7 @@ class MemoryCounters:
             self._expires[counter] = time.time() + ttl
 
 
-# KEYS: one counter per budget.  ARGV: amount, limit1, limit2, ...   The fit check is fits() above.
+# KEYS: one counter per budget.  ARGV: amount, limit1, limit2, ...   The rule is reservable() above.
 _RESERVE_SCRIPT = """
 local amount = tonumber(ARGV[1])
 local spent = {}
@@ -284,14 +293,16 @@ for i = 1, #KEYS do
   if not v then return {-1, i} end
   v = tonumber(v)
   local limit = tonumber(ARGV[1 + i])
-  if v >= limit or v + amount > limit * (1 + 1e-9) then
+  local left = limit - v
+  if left <= limit * 1e-9 then
     return {0, i, tostring(v)}
   end
+  if left < amount then amount = left end
 end
 for i = 1, #KEYS do
-  spent[i] = redis.call('INCRBYFLOAT', KEYS[i], ARGV[1])
+  spent[i] = redis.call('INCRBYFLOAT', KEYS[i], tostring(amount))
 end
-return {1, 0, unpack(spent)}
+return {1, 0, tostring(amount), unpack(spent)}
 """
 
 # KEYS: counters.  ARGV: delta.  A counter that is gone (its window expired) is left alone: '' for it.
@@ -539,8 +550,9 @@ class Budgets:
         if outcome == REFUSED:
             raise budget_exceeded(client_format, BudgetStatus(scopes[i], values[0], window_end(scopes[i].spec.window,
                                                                                                   now)))
+        reserved, values = values[0], values[1:]
         statuses = [BudgetStatus(s, v, window_end(s.spec.window, now)) for s, v in zip(scopes, values, strict=True)]
-        return Hold(names, amount, statuses)
+        return Hold(names, reserved, statuses)
 
     def settle_now(self, hold: Hold, cost: float) -> float:
         """The request's own view at once (its answer's headers): the change the counters still need."""
