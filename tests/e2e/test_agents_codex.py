@@ -13,9 +13,9 @@ from tests.e2e.agents import AGENT_KEY, agent_binary, agent_env, marker, model_r
 from tests.harness import UPSTREAM_KEY, Servers, openai_config
 from trigate.mock.replies import ScriptedCall
 
-# Codex's own default tools include a `namespace` of multi-agent tools and the hosted `web_search`,
-# which only OpenAI runs: the gateway refuses those for other providers (400), so they are turned off,
-# as anyone pointing Codex at a non-OpenAI model through the gateway has to.
+# Codex's own default tools include the hosted `web_search`, which only OpenAI runs: the gateway refuses
+# it for other providers (400), so it is turned off, as anyone pointing Codex at a non-OpenAI model
+# through the gateway has to. Its `namespace` of multi-agent tools stays on: those go through flattened.
 CODEX_CONFIG = """\
 model = "{model}"
 model_provider = "trigate"
@@ -29,9 +29,6 @@ name = "trigate"
 base_url = "{base_url}/v1"
 env_key = "TRIGATE_API_KEY"
 wire_api = "responses"
-
-[agents]
-enabled = false
 
 [analytics]
 enabled = false
@@ -78,6 +75,8 @@ def test_codex_runs_a_tool_through_the_gateway(gateway: Servers, tmp_path: Path,
     assert (tmp_path / "work" / "made.txt").read_text().strip() == token  # the command really ran
     turns = model_requests(gateway.mock, path_part)
     assert len(turns) == 2, [r.path for r in gateway.mock.requests]
+    offered = turns[0].body["tools"] if wire == "anthropic" else turns[0].body["tools"][0]["functionDeclarations"]
+    assert "multi_agent_v1__spawn_agent" in [t["name"] for t in offered]  # Codex's namespace, flattened
     name, output = tool_exchange(turns[1].body, wire)
     assert name == "exec_command"
     # Codex wraps the command's output in its own report (exit code, wall time, then the output).

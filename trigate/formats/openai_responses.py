@@ -11,6 +11,11 @@ encoders ignore them. The presence of ``extras["openai_responses"]`` on a reques
 encoders it came from a Responses client (some defaults differ for foreign requests, see
 ``_encode_tool``).
 
+``namespace`` tools are not OpenAI-only: the IR has their tools flat, named ``namespace__name`` (what
+other providers' tool-name rules allow), and the namespace of the request's tools and of earlier calls
+(``_X_NAMESPACED``) gives the answer's calls their ``name`` + ``namespace`` back; this format's own
+encoder restores the namespace tools verbatim.
+
 Canonical forms (what ``encode(decode(x))`` gives back): message items always carry ``type`` and a
 list ``content``; assistant ``output_text`` parts always carry ``annotations``; output items that carry
 an ``id`` also carry ``status: "completed"`` (function calls and assistant messages, as OpenAI returns
@@ -49,6 +54,8 @@ _X_INPUT_STRING = "input_string"  # input was a bare string
 _X_INPUT_ABSENT = "input_absent"  # no input at all (previous_response_id / prompt only)
 _X_BUILTIN_TOOLS = "builtin_tools"  # [[position, tool]] tools only OpenAI runs (web_search, mcp, ...)
 _X_TOOL_FIELDS = "tool_fields"  # {tool name: {field: value}} un-modelled fields of function/custom tools
+_X_NAMESPACE_TOOLS = "namespace_tools"  # [[position, tool]] namespace tools verbatim (the IR has their tools flat)
+_X_NAMESPACED = "namespaced"  # {IR tool name: [namespace, name]} of flattened namespace tools and calls
 _X_TOOL_CHOICE = "tool_choice"  # raw tool_choice when the IR cannot say it (allowed_tools, mcp, built-ins)
 _X_TEXT = "text"  # text.* except format (verbosity)
 _X_REASONING = "reasoning"  # reasoning.* except effort / summary
@@ -105,6 +112,12 @@ _PACK_PREFIX = "trigate:v1:"
 
 # Minimum OpenAI accepts for max_output_tokens.
 _MIN_OUTPUT_TOKENS = 16
+
+# A tool of a ``namespace`` tool reaches other providers as one tool named namespace + separator + name.
+# The separator and the length limit fit every provider's tool-name rule (Anthropic, Bedrock and Chat
+# Completions: ^[a-zA-Z0-9_-]{1,64}$; Gemini: letters, digits, _ . : -, at most 64).
+_NAMESPACE_SEPARATOR = "__"
+_MAX_TOOL_NAME = 64
 
 # --------------------------------------------------------------------------------------------
 # Ids
@@ -319,6 +332,7 @@ def decode_request(body: dict[str, Any]) -> ir.Request:
     x: dict[str, Any] = {}
     model = _req_str(body, "model", "model")
     req = ir.Request(model=model, extras={FORMAT: x})
+    flat = _Flattened()
 
     instructions = body.get("instructions")
     if instructions is not None:
@@ -335,7 +349,7 @@ def decode_request(body: dict[str, Any]) -> ir.Request:
         req.messages.append(ir.Message("user", [ir.Text(inp)]))
     else:
         offset = len(req.messages)
-        msgs, opaque = _decode_items(_list(inp, "input"))
+        msgs, opaque = _decode_items(_list(inp, "input"), flat)
         req.messages.extend(msgs)
         if opaque:
             x[_X_ITEMS] = [[pos + offset, item] for pos, item in opaque]
@@ -367,7 +381,9 @@ def decode_request(body: dict[str, Any]) -> ir.Request:
 
     tools = body.get("tools")
     if tools is not None:
-        _decode_tools(_list(tools, "tools"), req, x)
+        _decode_tools(_list(tools, "tools"), req, x, flat)
+    if flat.names:
+        x[_X_NAMESPACED] = flat.names
     tc = body.get("tool_choice")
     if tc is not None:
         req.tool_choice = _decode_tool_choice(tc, x)
@@ -400,10 +416,12 @@ def decode_request(body: dict[str, Any]) -> ir.Request:
     return req
 
 
-def _decode_items(items: list[Any]) -> tuple[list[ir.Message], list[tuple[int, dict[str, Any]]]]:
+def _decode_items(
+    items: list[Any], flat: _Flattened
+) -> tuple[list[ir.Message], list[tuple[int, dict[str, Any]]]]:
     """Input items -> IR messages. Consecutive assistant-side items (reasoning, one assistant message,
     function calls) form one assistant message, as they are one model turn; every other item is a
-    message of its own, so ids map one to one."""
+    message of its own, so ids map one to one. Calls of namespaced tools get their flat names from ``flat``."""
     msgs: list[ir.Message] = []
     opaque: list[tuple[int, dict[str, Any]]] = []
     turn: ir.Message | None = None  # the open assistant turn
@@ -438,7 +456,7 @@ def _decode_items(items: list[Any]) -> tuple[list[ir.Message], list[tuple[int, d
                 turn = ir.Message("assistant")
                 msgs.append(turn)
                 turn_has_message = False
-            turn.content.append(_decode_reasoning(item, p) if t == "reasoning" else _decode_call(item, t, p))
+            turn.content.append(_decode_reasoning(item, p) if t == "reasoning" else _decode_call(item, t, p, flat))
         elif t in ("function_call_output", "custom_tool_call_output"):
             turn = None
             result = ir.ToolResult(
@@ -456,13 +474,18 @@ def _decode_items(items: list[Any]) -> tuple[list[ir.Message], list[tuple[int, d
     return msgs, opaque
 
 
-def _decode_call(item: dict[str, Any], t: str, p: str) -> ir.ToolCall:
+def _decode_call(item: dict[str, Any], t: str, p: str, flat: _Flattened | None) -> ir.ToolCall:
     custom = t == "custom_tool_call"
     args_key = "input" if custom else "arguments"
     args = item.get(args_key)
+    name = _req_str(item, "name", f"{p}.name")
+    namespace = _opt_str(item, "namespace", f"{p}.namespace")
+    if namespace is not None:
+        # Upstream answers (no ``flat``) are taken as they are; client input is checked like its tools.
+        name = flat_tool_name(namespace, name) if flat is None else flat.add(namespace, name, f"{p}.namespace", False)
     return ir.ToolCall(
         id=_req_str(item, "call_id", f"{p}.call_id"),
-        name=_req_str(item, "name", f"{p}.name"),
+        name=name,
         arguments="" if args is None else _str(args, f"{p}.{args_key}"),
         kind="custom" if custom else "function",
         item_id=_opt_str(item, "id", f"{p}.id"),
@@ -537,44 +560,117 @@ def _decode_part(c: dict[str, Any], p: str) -> ir.Part:
     raise _bad(f"{p}.type", f"unknown content part type {t!r}")
 
 
-def _decode_tools(tools: list[Any], req: ir.Request, x: dict[str, Any]) -> None:
+def _decode_tool(tool: dict[str, Any], p: str) -> tuple[ir.Tool, dict[str, Any]] | None:
+    """A function or custom tool and its un-modelled fields; None for any other type."""
+    t = tool.get("type")
+    if t == "function":
+        params = tool.get("parameters")
+        ir_tool = ir.Tool(
+            name=_req_str(tool, "name", f"{p}.name"),
+            description=_opt_str(tool, "description", f"{p}.description"),
+            parameters=None if params is None else _dict(params, f"{p}.parameters"),
+            strict=_opt_bool(tool, "strict", f"{p}.strict"),
+        )
+        known: tuple[str, ...] = ("type", "name", "description", "parameters", "strict")
+    elif t == "custom":
+        fmt = tool.get("format")
+        ir_tool = ir.Tool(
+            name=_req_str(tool, "name", f"{p}.name"),
+            description=_opt_str(tool, "description", f"{p}.description"),
+            kind="custom",
+            format=None if fmt is None else _dict(fmt, f"{p}.format"),
+        )
+        known = ("type", "name", "description", "format")
+    else:
+        return None
+    return ir_tool, {k: v for k, v in tool.items() if k not in known}
+
+
+def _decode_tools(tools: list[Any], req: ir.Request, x: dict[str, Any], flat: _Flattened) -> None:
     builtin: list[list[Any]] = []
+    namespace_tools: list[list[Any]] = []
     tool_fields: dict[str, dict[str, Any]] = {}
+    plain: dict[str, str] = {}  # name -> param of the tools outside namespaces
     for j, tool in enumerate(tools):
         p = f"tools[{j}]"
         tool = _dict(tool, p)
         t = tool.get("type")
-        if t == "function":
-            params = tool.get("parameters")
-            ir_tool = ir.Tool(
-                name=_req_str(tool, "name", f"{p}.name"),
-                description=_opt_str(tool, "description", f"{p}.description"),
-                parameters=None if params is None else _dict(params, f"{p}.parameters"),
-                strict=_opt_bool(tool, "strict", f"{p}.strict"),
-            )
-            known: tuple[str, ...] = ("type", "name", "description", "parameters", "strict")
-        elif t == "custom":
-            fmt = tool.get("format")
-            ir_tool = ir.Tool(
-                name=_req_str(tool, "name", f"{p}.name"),
-                description=_opt_str(tool, "description", f"{p}.description"),
-                kind="custom",
-                format=None if fmt is None else _dict(fmt, f"{p}.format"),
-            )
-            known = ("type", "name", "description", "format")
-        elif isinstance(t, str) and t:
-            builtin.append([j, tool])
+        if t == "namespace":
+            namespace_tools.append([j, tool])
+            req.tools.extend(_decode_namespace(tool, p, flat))
             continue
-        else:
+        decoded = _decode_tool(tool, p)
+        if decoded is None:
+            if isinstance(t, str) and t:
+                builtin.append([j, tool])
+                continue
             raise _bad(f"{p}.type", f"unknown tool type {t!r}")
-        rest = {k: v for k, v in tool.items() if k not in known}
+        ir_tool, rest = decoded
         if rest:
             tool_fields[ir_tool.name] = rest
+        plain.setdefault(ir_tool.name, f"{p}.name")
         req.tools.append(ir_tool)
+    for name, param in plain.items():
+        if name in flat.names:
+            # The answer's calls of that name could not be told apart.
+            raise _bad(flat.params[name], f"the namespaced tool name {name!r} is also the name of {param}")
     if builtin:
         x[_X_BUILTIN_TOOLS] = builtin
+    if namespace_tools:
+        x[_X_NAMESPACE_TOOLS] = namespace_tools
     if tool_fields:
         x[_X_TOOL_FIELDS] = tool_fields
+
+
+def flat_tool_name(namespace: str, name: str) -> str:
+    """The IR name of tool ``name`` of namespace ``namespace``."""
+    return namespace + _NAMESPACE_SEPARATOR + name
+
+
+class _Flattened:
+    """The names namespaced tools and calls get in the IR (``namespace__name``), refusing what would be
+    ambiguous or too long for other providers' tool names."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, list[str]] = {}  # flat name -> [namespace, name]; see _X_NAMESPACED
+        self.params: dict[str, str] = {}  # flat name -> where it was first named
+        self._tools: set[str] = set()  # flat names of namespace tools (a second one is a duplicate)
+
+    def add(self, namespace: str, name: str, param: str, tool: bool) -> str:
+        flat = flat_tool_name(namespace, name)
+        if len(flat) > _MAX_TOOL_NAME:
+            raise _bad(
+                param,
+                f"the namespaced tool name {flat!r} ({len(flat)} characters) is longer than the "
+                f"{_MAX_TOOL_NAME} characters this model's provider accepts",
+            )
+        known = self.names.get(flat)
+        if (known is not None and known != [namespace, name]) or (tool and flat in self._tools):
+            raise _bad(param, f"the namespaced tool name {flat!r} is also the name of {self.params[flat]}")
+        if tool:
+            self._tools.add(flat)
+        self.names[flat] = [namespace, name]
+        self.params.setdefault(flat, param)
+        return flat
+
+
+def _decode_namespace(tool: dict[str, Any], p: str, flat: _Flattened) -> list[ir.Tool]:
+    """A namespace tool -> one IR tool per member, the namespace's description leading each member's
+    so the model still reads it."""
+    namespace = _req_str(tool, "name", f"{p}.name")
+    about = _opt_str(tool, "description", f"{p}.description")
+    out: list[ir.Tool] = []
+    for k, member in enumerate(_list(tool.get("tools"), f"{p}.tools")):
+        q = f"{p}.tools[{k}]"
+        decoded = _decode_tool(_dict(member, q), q)
+        if decoded is None:
+            raise _bad(f"{q}.type", f"expected function or custom, got {member.get('type')!r}")
+        ir_tool = decoded[0]
+        ir_tool.name = flat.add(namespace, ir_tool.name, f"{q}.name", tool=True)
+        if about:
+            ir_tool.description = f"{about}\n\n{ir_tool.description}" if ir_tool.description else about
+        out.append(ir_tool)
+    return out
 
 
 def _decode_tool_choice(tc: Any, x: dict[str, Any]) -> ir.ToolChoice | None:
@@ -795,7 +891,7 @@ def encode_request(req: ir.Request, model: str) -> dict[str, Any]:
     if plain is not None:
         body["input"] = plain
     else:
-        items = _encode_items(messages, x.get(_X_ITEMS), offset)
+        items = _encode_items(messages, x.get(_X_ITEMS), offset, x.get(_X_NAMESPACED, {}))
         if items or not x.get(_X_INPUT_ABSENT):
             body["input"] = items
 
@@ -850,7 +946,9 @@ def _plain_user_text(messages: list[ir.Message]) -> str | None:
     return p.text if isinstance(p, ir.Text) and not p.citations else None
 
 
-def _encode_items(messages: list[ir.Message], opaque: list[list[Any]] | None, offset: int) -> list[dict[str, Any]]:
+def _encode_items(
+    messages: list[ir.Message], opaque: list[list[Any]] | None, offset: int, namespaced: dict[str, list[str]]
+) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     custom_calls: set[str] = set()
     pending = sorted(opaque or (), key=lambda e: e[0])
@@ -860,7 +958,7 @@ def _encode_items(messages: list[ir.Message], opaque: list[list[Any]] | None, of
             items.append(pending[k][1])
             k += 1
         if m.role == "assistant":
-            _encode_assistant(m, items, custom_calls)
+            _encode_assistant(m, items, custom_calls, namespaced)
         elif m.role == "tool":
             for p in m.content:
                 if isinstance(p, ir.ToolResult):
@@ -891,7 +989,9 @@ def _message_item(role: str, parts: list[dict[str, Any]], item_id: str | None) -
     return item
 
 
-def _encode_assistant(m: ir.Message, items: list[dict[str, Any]], custom_calls: set[str]) -> None:
+def _encode_assistant(
+    m: ir.Message, items: list[dict[str, Any]], custom_calls: set[str], namespaced: dict[str, list[str]]
+) -> None:
     run: list[dict[str, Any]] = []
     msg_id = m.id
 
@@ -913,7 +1013,7 @@ def _encode_assistant(m: ir.Message, items: list[dict[str, Any]], custom_calls: 
             run.append({"type": "refusal", "refusal": p.text})
         elif isinstance(p, ir.ToolCall):
             flush()
-            items.append(_call_item(p, p.item_id))
+            items.append(_call_item(p, p.item_id, namespaced=namespaced))
             if p.kind == "custom":
                 custom_calls.add(p.id)
         elif isinstance(p, ir.Reasoning):
@@ -944,13 +1044,26 @@ def _upstream_reasoning(r: ir.Reasoning) -> dict[str, Any] | None:
     return None
 
 
-def _call_item(c: ir.ToolCall, item_id: str | None, status: str | None = "completed") -> dict[str, Any]:
+def _call_item(
+    c: ir.ToolCall,
+    item_id: str | None,
+    status: str | None = "completed",
+    namespaced: dict[str, list[str]] | None = None,
+) -> dict[str, Any]:
+    """A call item; ``namespaced`` (the request's _X_NAMESPACED) turns flat names back into namespace + name."""
+    name, namespace = c.name, None
+    if namespaced and c.name in namespaced:
+        namespace, name = namespaced[c.name]
     if c.kind == "custom":
-        item: dict[str, Any] = {"type": "custom_tool_call", "call_id": c.id, "name": c.name, "input": c.arguments}
+        item: dict[str, Any] = {"type": "custom_tool_call", "call_id": c.id, "name": name, "input": c.arguments}
+        if namespace is not None:
+            item["namespace"] = namespace
         if item_id is not None:
             item["id"] = item_id
         return item
-    item = {"type": "function_call", "call_id": c.id, "name": c.name, "arguments": c.arguments}
+    item = {"type": "function_call", "call_id": c.id, "name": name, "arguments": c.arguments}
+    if namespace is not None:
+        item["namespace"] = namespace
     if item_id is not None:
         item["id"] = item_id
         if status is not None:
@@ -1055,10 +1168,20 @@ def encode_tools(req: ir.Request) -> list[dict[str, Any]]:
     own = req.extras.get(FORMAT)
     x = own or {}
     fields = x.get(_X_TOOL_FIELDS, {})
-    tools = [_encode_tool(t, own is not None, fields.get(t.name)) for t in req.tools]
-    for pos, tool in sorted(x.get(_X_BUILTIN_TOOLS, ()), key=lambda e: e[0]):
+    namespaced = x.get(_X_NAMESPACED, {})
+    # Members of namespace tools come back inside their namespace tool, kept verbatim.
+    tools = [_encode_tool(t, own is not None, fields.get(t.name)) for t in req.tools if t.name not in namespaced]
+    kept = [*x.get(_X_BUILTIN_TOOLS, ()), *x.get(_X_NAMESPACE_TOOLS, ())]
+    for pos, tool in sorted(kept, key=lambda e: e[0]):
         tools.insert(min(pos, len(tools)), tool)
     return tools
+
+
+def tool_namespaces(req: ir.Request) -> dict[str, list[str]]:
+    """{IR tool name: [namespace, name]} for the request's namespaced tools and calls (empty for requests
+    of other formats), for the encoders to give the answer's calls their namespace back."""
+    x = req.extras.get(FORMAT) or {}
+    return x.get(_X_NAMESPACED, {})
 
 
 def encode_tool_choice(req: ir.Request) -> Any:
@@ -1217,7 +1340,7 @@ def decode_response(body: dict[str, Any]) -> ir.Response:
                 resp.content.extend(parts)
             elif t in ("function_call", "custom_tool_call"):
                 has_calls = True
-                resp.content.append(_decode_call(item, t, p))
+                resp.content.append(_decode_call(item, t, p, None))
             elif t == "reasoning":
                 resp.content.append(_decode_reasoning(item, p))
             else:
@@ -1244,10 +1367,13 @@ def decode_response(body: dict[str, Any]) -> ir.Response:
 # --------------------------------------------------------------------------------------------
 
 
-def encode_output(resp: ir.Response, response_id: str, incomplete: bool = False) -> list[dict[str, Any]]:
+def encode_output(
+    resp: ir.Response, response_id: str, incomplete: bool = False, namespaced: dict[str, list[str]] | None = None
+) -> list[dict[str, Any]]:
     """The output items of ``resp``: reasoning items, one message item per run of text/refusal parts,
     function calls; in IR order. Missing item ids are derived from the response id and position. When
-    the response is ``incomplete`` a message that ends it is the one cut short."""
+    the response is ``incomplete`` a message that ends it is the one cut short. ``namespaced`` is the
+    request's ``tool_namespaces``."""
     x = resp.extras.get(FORMAT) or {}
     messages: list[dict[str, Any]] = x.get(_X_MESSAGES) or []
     opaque = sorted(x.get(_X_OUTPUT_ITEMS, ()), key=lambda e: e[0])
@@ -1291,7 +1417,7 @@ def encode_output(resp: ir.Response, response_id: str, incomplete: bool = False)
             call = (
                 p if p.id else ir.ToolCall(derived_item_id(response_id, "call", len(out)), p.name, p.arguments, p.kind)
             )
-            out.append(_call_item(call, item_id))
+            out.append(_call_item(call, item_id, namespaced=namespaced))
         elif isinstance(p, ir.Reasoning):
             flush()
             out.append(reasoning_item(p, p.id or derived_item_id(response_id, "rs", len(out))))
@@ -1334,7 +1460,9 @@ def response_object(
         "instructions": qx.get(_X_INSTRUCTIONS),
         "max_output_tokens": req.max_tokens,
         "model": resp.model or req.model,
-        "output": encode_output(resp, response_id, status == "incomplete") if output is None else output,
+        "output": (
+            encode_output(resp, response_id, status == "incomplete", tool_namespaces(req)) if output is None else output
+        ),
         "parallel_tool_calls": True if req.parallel_tool_calls is None else req.parallel_tool_calls,
         "previous_response_id": req.previous_response_id,
         "reasoning": {"effort": _effort(r) if r else None, "summary": r.summary if r else None},

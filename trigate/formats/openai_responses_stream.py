@@ -204,7 +204,9 @@ class ResponsesStreamDecoder:
         blk = self._blocks.get((oi, -1))
         if blk is None:
             self._has_calls = True
-            call_id, name = item.get("call_id"), item.get("name")
+            call_id, name, namespace = item.get("call_id"), item.get("name"), item.get("namespace")
+            if isinstance(name, str) and isinstance(namespace, str):
+                name = fmt.flat_tool_name(namespace, name)
             blk = self._start_block(
                 out,
                 (oi, -1),
@@ -465,6 +467,7 @@ class ResponsesStreamEncoder:
         self._current: _OutBlock | None = None
         self._msg: _MessageItem | None = None
         self._custom = frozenset(t.name for t in req.tools if t.kind == "custom")
+        self._namespaced = fmt.tool_namespaces(req)
         self._dispatch = {
             ir.MessageStart: self._on_start,
             ir.BlockStart: self._on_block_start,
@@ -547,8 +550,9 @@ class ResponsesStreamEncoder:
             blk.name = name
             blk.custom = custom
             blk.call_id = ev.tool_id or fmt.derived_item_id(self.response_id, "call", oi)
+            namespace, shown = self._namespaced.get(name, (None, name))
             if custom:
-                item = {"id": item_id, "type": "custom_tool_call", "call_id": blk.call_id, "name": name, "input": ""}
+                item = {"id": item_id, "type": "custom_tool_call", "call_id": blk.call_id, "name": shown, "input": ""}
                 blk.prefix = _prefix(_INPUT_DELTA, {"item_id": item_id, "output_index": oi})
             else:
                 item = {
@@ -557,9 +561,11 @@ class ResponsesStreamEncoder:
                     "status": "in_progress",
                     "arguments": "",
                     "call_id": blk.call_id,
-                    "name": name,
+                    "name": shown,
                 }
                 blk.prefix = _prefix(_ARGS_DELTA, {"item_id": item_id, "output_index": oi})
+            if namespace is not None:
+                item["namespace"] = namespace
         elif kind in ("reasoning", "redacted_reasoning"):
             item_id = fmt.derived_item_id(self.response_id, "rs", oi)
             blk = _OutBlock(kind, oi, item_id, slot)
@@ -704,7 +710,7 @@ class ResponsesStreamEncoder:
         if blk.kind == "tool_call":
             call = ir.ToolCall(blk.call_id, blk.name, text, "custom" if blk.custom else "function", item_id=item_id)
             self._parts[blk.slot] = call
-            item = fmt.encode_output(ir.Response("", "", [call]), self.response_id)[0]
+            item = fmt.encode_output(ir.Response("", "", [call]), self.response_id, namespaced=self._namespaced)[0]
             if self._silent:
                 item["status"] = "incomplete"
             if blk.custom:
@@ -724,7 +730,7 @@ class ResponsesStreamEncoder:
                         "type": "response.function_call_arguments.done",
                         "item_id": item_id,
                         "output_index": oi,
-                        "name": blk.name,
+                        "name": item["name"],
                         "arguments": text,
                     },
                 )
