@@ -232,6 +232,7 @@ class UsageWriter:
         self._progress = trio.Event()
         self._done = trio.Event()
         self._running = False
+        self._closing = trio.Event()  # aclose() began: write what is queued without waiting out intervals
         self._scope = trio.CancelScope()
 
     def offer(self, row: Row) -> bool:
@@ -272,26 +273,25 @@ class UsageWriter:
             self._done.set()
 
     async def _collect(self) -> list[Row]:
-        """Up to ``batch_rows`` rows: waits for the first, then at most ``flush_interval`` for more.
-        Empty only once the buffer is closed and drained."""
+        """Up to ``batch_rows`` rows: waits for the first, then ``flush_interval`` for more unless a whole
+        batch is already waiting. Empty only once the buffer is closed and drained.
+
+        It sleeps the interval out rather than waiting on each row, so the writer wakes once per batch,
+        not once per request."""
         batch: list[Row] = []
         try:
             batch.append(await self._receive.receive())
         except trio.EndOfChannel:
             return batch
-        with trio.move_on_after(self.flush_interval):
-            while len(batch) < self.batch_rows:
-                try:
-                    batch.append(await self._next())
-                except trio.EndOfChannel:
-                    break
+        if self._receive.statistics().current_buffer_used < self.batch_rows - 1:
+            with trio.move_on_after(self.flush_interval):
+                await self._closing.wait()
+        while len(batch) < self.batch_rows:
+            try:
+                batch.append(self._receive.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
         return batch
-
-    async def _next(self) -> Row:
-        try:
-            return self._receive.receive_nowait()  # no checkpoint per row while rows are waiting
-        except trio.WouldBlock:
-            return await self._receive.receive()
 
     async def _write(self, batch: list[Row]) -> None:
         """Commit ``batch``, retrying with backoff for as long as the database fails."""
@@ -332,6 +332,7 @@ class UsageWriter:
     async def aclose(self) -> None:
         """No more rows; wait (up to ``shutdown_wait``: the database may be down) for the queued ones to be
         written."""
+        self._closing.set()
         self._send.close()
         if not self._running:
             return
