@@ -26,6 +26,9 @@ class RequestContext:
     logged: bool = False  # an Exchange for this request has been finished (no fallback line needed)
     status: int = 0  # the HTTP status sent, when known
     stream: bool = False  # the answer is an open SSE stream (counted as such until the request ends)
+    # An Anthropic-format caller (its path, or the anthropic-version header every Anthropic SDK sends):
+    # its answers carry the id as request-id too.
+    anthropic: bool = False
 
 
 current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar("trigate_request", default=None)

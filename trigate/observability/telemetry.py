@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import trio
-from quart import Quart, Response, request
+from quart import Quart, Response
 
 from trigate.config import Config
 from trigate.formats import client_format_for_path
@@ -56,13 +56,11 @@ def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")
 
 
-def _id_headers() -> tuple[str, ...]:
+def _id_headers(ctx: RequestContext) -> tuple[str, ...]:
     """The response headers that carry the request id: ``x-request-id`` (what OpenAI's SDK reads) on
-    every answer, and Anthropic's own ``request-id`` on answers in Anthropic's format (its SDK reads only
-    that one) or to Anthropic clients, who always send ``anthropic-version``."""
-    if client_format_for_path(request.path) == "anthropic" or "anthropic-version" in request.headers:
-        return ANTHROPIC_ID_HEADERS
-    return ID_HEADERS
+    every answer, and Anthropic's own ``request-id`` on answers to Anthropic-format callers (its SDK reads
+    only that one)."""
+    return ANTHROPIC_ID_HEADERS if ctx.anthropic else ID_HEADERS
 
 
 class Telemetry:
@@ -249,8 +247,14 @@ class Telemetry:
             if kind not in ("http", "websocket"):
                 return await app(scope, receive, send)
             headers = scope.get("headers") or ()
-            given = next((v.decode("latin-1") for k, v in headers if k == b"x-request-id"), None)
-            ctx = RequestContext(request_id=effective_request_id(given), telemetry=self)
+            given, anthropic = None, False
+            for k, v in headers:  # one pass over the raw headers: cheaper than the framework's lookups later
+                if k == b"x-request-id":
+                    given = v.decode("latin-1")
+                elif k == b"anthropic-version":
+                    anthropic = True
+            ctx = RequestContext(request_id=effective_request_id(given), telemetry=self,
+                                 anthropic=anthropic or client_format_for_path(scope.get("path", "")) == "anthropic")
             if self.tracing is not None:
                 ctx.trace_parent = self.tracing.extract(headers)
             token = current.set(ctx)
@@ -322,7 +326,7 @@ class Telemetry:
             if ctx is None:
                 return response
             ctx.status = response.status_code
-            for name in _id_headers():
+            for name in _id_headers(ctx):
                 upstream_id = response.headers.get(name)
                 if upstream_id and upstream_id != ctx.request_id and "x-upstream-request-id" not in response.headers:
                     # a passthrough answer carries the provider's own id: keep it under another name
