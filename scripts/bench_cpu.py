@@ -17,41 +17,21 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
+from bench_lib.procs import free_port, wait_up  # scripts/ is on the path: these run as scripts
 
 BODY = {"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_up(url: str, proc: subprocess.Popen[bytes], path: str = "/health") -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{url}: the process exited ({proc.returncode})")
-        try:
-            httpx.get(url + path, timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise SystemExit(f"{url}: did not come up")
 
 
 async def load(url: str, n: int, concurrency: int) -> None:
@@ -79,7 +59,7 @@ def measure(tree: str, mock_url: str, workdir: Path, requests: int, concurrency:
                             cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_up(url, proc)
+        wait_up(url + "/health", proc)
         asyncio.run(load(url, max(requests // 10, 100), concurrency))  # warm-up: pools, caches
         before = cpu_seconds(proc.pid)
         asyncio.run(load(url, requests, concurrency))
@@ -103,7 +83,7 @@ def main() -> None:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         mock_url = f"http://127.0.0.1:{mock_port}"
         try:
-            wait_up(mock_url, mock, "/_mock/requests")
+            wait_up(mock_url + "/_mock/requests", mock)
             results: dict[str, list[float]] = {t: [] for t in args.trees}
             for _ in range(args.rounds):
                 for tree in args.trees:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,15 +23,10 @@ from pathlib import Path
 import httpx
 import trio
 import yaml
+from bench_lib.procs import free_port, wait_up  # scripts/ is on the path: these run as scripts
 
 ADMIN = "sk-bench-admin"
 CONFIG_KEY = "sk-bench-config-key"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_gateway(workdir: Path, database_url: str, name: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -49,16 +43,8 @@ def start_gateway(workdir: Path, database_url: str, name: str) -> tuple[subproce
         proc = subprocess.Popen([sys.executable, "-m", "trigate.cli", "serve", "--config", str(path)], cwd=workdir,
                                 env=env, stdout=out, stderr=out)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("the gateway did not start:\n" + log.read_text(errors="replace")[-2000:])
-        time.sleep(0.05)
+    wait_up(url + "/health", proc, log=log)
+    return proc, url
 
 
 async def create_keys(client: httpx.AsyncClient, n: int, concurrency: int) -> tuple[list[str], float]:

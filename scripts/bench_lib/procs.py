@@ -17,6 +17,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_up(url: str, proc: subprocess.Popen[bytes], seconds: float = 30, log: Path | None = None) -> None:
+    """Until ``url`` answers any HTTP status; exits the script (with the tail of ``log``) if ``proc`` dies
+    or ``seconds`` pass first. For the focused scripts/bench_*.py that run plain subprocesses."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            why = f"exited with {proc.returncode}" if proc.poll() is not None else "did not come up"
+            raise SystemExit(f"{url}: {why}" + (f"\n{tail(log)}" if log is not None else ""))
+        time.sleep(0.05)
+
+
 # every CPU this run may use, taken before the orchestrator pins itself to one
 ALL_CPUS = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
 
