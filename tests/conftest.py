@@ -1,13 +1,12 @@
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import settings
 
-from tests.harness import UPSTREAM_KEY, LogCapture, Postgres, Servers, openai_config, start_redis
+from tests.harness import UPSTREAM_KEY, LogCapture, Postgres, Servers, free_loopback_port, openai_config, start_redis
 
 # Property tests check behaviour, not speed: Hypothesis's default 200 ms deadline per example is a
 # timing assertion, and on a shared CI machine a GC pause or a noisy neighbour turns it into a flake.
@@ -42,9 +41,7 @@ def mock(servers: Servers):
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real redis-server of the suite's own, on a free loopback port (CI installs the package)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_loopback_port()
     proc = start_redis(port, tmp_path_factory.mktemp("redis"))
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
@@ -55,9 +52,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def postgres_server() -> Iterator[str]:
     """A real PostgreSQL server of the suite's own, on a free loopback port (CI installs the package);
     its URL, for the ``trigate`` database."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_loopback_port()
     server = Postgres(port)
     yield server.url
     server.stop()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,20 +13,14 @@ from pathlib import Path
 import httpx
 import openai
 
-from tests.harness import wait_healthy
+from tests.harness import free_loopback_port, wait_healthy
 
 NO_KEYS = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def serve(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    port = free_port()
+    port = free_loopback_port()
     proc = subprocess.Popen([sys.executable, "-m", "trigate.cli", "serve", "--port", str(port), *args],
                             env=NO_KEYS, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,16 +17,10 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.harness import wait_healthy
+from tests.harness import free_loopback_port, wait_healthy
 
 FAILED = "config reload failed, keeping the running config"
 NO_KEYS = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def config(port: int, models: list[str], **extra: Any) -> dict[str, Any]:
@@ -75,7 +68,7 @@ def chat(url: str, model: str) -> int:
 
 
 def test_a_running_gateway_survives_every_kind_of_bad_reload(tmp_path: Path) -> None:
-    port = free_port()
+    port = free_loopback_port()
     path = tmp_path / "live.yaml"
     path.write_text(yaml.safe_dump(config(port, ["old-model"])))
     vertex = {"kind": "vertex", "project": "my-project", "region": "us-east5",
@@ -120,7 +113,7 @@ def test_a_running_gateway_survives_every_kind_of_bad_reload(tmp_path: Path) -> 
 
 def test_serve_refuses_at_start_what_it_could_not_build(tmp_path: Path) -> None:
     path = tmp_path / "vertex.yaml"
-    cfg = config(free_port(), [], providers={"vertex": {"kind": "vertex", "project": "my-project",
+    cfg = config(free_loopback_port(), [], providers={"vertex": {"kind": "vertex", "project": "my-project",
                                                         "region": "us-east5",
                                                         "credentials_file": "/nonexistent/sa.json"}})
     cfg["models"] = [{"name": "gemini-*", "provider": "vertex"}]

@@ -20,8 +20,7 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.test_cli_serve import free_port
-from tests.harness import UPSTREAM_KEY, Servers, start_redis
+from tests.harness import UPSTREAM_KEY, Servers, free_loopback_port, start_redis
 from trigate.config import ConfigError, parse_config
 
 FREE, LIMITED = "sk-free-redis-0001", "sk-limited-redis-0002"
@@ -105,7 +104,7 @@ class RedisProcess:
 
 @pytest.fixture
 def redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    r = RedisProcess(free_port(), tmp_path)
+    r = RedisProcess(free_loopback_port(), tmp_path)
     yield r
     if r.proc is not None:
         r.proc.send_signal(signal.SIGCONT)
@@ -170,7 +169,7 @@ def ready(s: Servers) -> httpx.Response:
 
 
 def test_no_redis_at_start_refuses_with_503_in_each_format(records: Records) -> None:
-    with Servers(redis_config(free_port()), mock_key=UPSTREAM_KEY) as s:
+    with Servers(redis_config(free_loopback_port()), mock_key=UPSTREAM_KEY) as s:
         assert_refused_in_each_format(s)
         assert_refused_in_each_format(s)
         r = ready(s)

@@ -19,8 +19,8 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.test_cli_serve import NO_KEYS, free_port, serve
-from tests.harness import UPSTREAM_KEY, Servers, openai_config, wait_healthy
+from tests.e2e.test_cli_serve import NO_KEYS, serve
+from tests.harness import UPSTREAM_KEY, Servers, free_loopback_port, openai_config, wait_healthy
 
 GOOD_KEY = "sk-trigate-hardening-good"
 MAX_BODY = 64 * 1024
@@ -173,7 +173,7 @@ def test_a_busy_port_is_one_clear_line(tmp_path: Path) -> None:
 
 
 def test_workers_remove_the_metrics_directory_they_made(tmp_path: Path) -> None:
-    port = free_port()
+    port = free_loopback_port()
     env = {k: v for k, v in NO_KEYS.items() if k != "PROMETHEUS_MULTIPROC_DIR"} | {"TMPDIR": str(tmp_path)}
     log = tmp_path / "log"
     with log.open("w") as out:

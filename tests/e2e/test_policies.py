@@ -22,7 +22,7 @@ import openai
 import pytest
 import yaml
 
-from tests.harness import UPSTREAM_KEY, Servers, wait_healthy
+from tests.harness import UPSTREAM_KEY, Servers, free_loopback_port, wait_healthy
 from trigate.mock.state import Fault
 
 KEYS = {"team-a": "sk-team-a-0001", "team-b": "sk-team-b-0002", "narrow": "sk-narrow-0003",
@@ -370,15 +370,9 @@ def test_connect_timeout() -> None:
 # ------------------------------------------------------------------------------- redis shared limits
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def gateway_process(config: dict[str, Any], path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    port = free_port()
+    port = free_loopback_port()
     config = {**config, "listen": {"host": "127.0.0.1", "port": port},
               "store": {"responses_path": str(path.with_suffix(".sqlite3"))}}
     path.write_text(yaml.safe_dump(config))

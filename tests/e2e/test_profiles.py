@@ -10,8 +10,7 @@ from pathlib import Path
 import openai
 import yaml
 
-from tests.e2e.test_cli_serve import free_port
-from tests.harness import UPSTREAM_KEY, Servers, openai_config, wait_healthy
+from tests.harness import UPSTREAM_KEY, Servers, free_loopback_port, openai_config, wait_healthy
 
 
 def test_a_new_provider_from_a_profile_file_alone(tmp_path: Path) -> None:
@@ -27,7 +26,7 @@ def test_a_new_provider_from_a_profile_file_alone(tmp_path: Path) -> None:
             "[quirks]\n"
             'drop_params = ["logit_bias"]\n'
             'rename_params = { max_completion_tokens = "max_tokens" }\n')
-        port = free_port()
+        port = free_loopback_port()
         cfg = {"auth": {"open": True}, "listen": {"host": "127.0.0.1", "port": port},
                "store": {"responses_path": ":memory:"},
                "providers": {"acme": {"kind": "acme"}}, "models": [{"name": "acme/*", "provider": "acme"}]}

@@ -5,7 +5,6 @@ address nobody listens on, a server that records the close code it was sent)."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -32,7 +31,7 @@ from tests.e2e.test_realtime import (
     wait_for,
     ws_base,
 )
-from tests.harness import UPSTREAM_KEY, LogCapture, Servers, openai_config
+from tests.harness import UPSTREAM_KEY, LogCapture, Servers, free_loopback_port, openai_config
 from trigate.config import Config, parse_config
 from trigate.mock.realtime import records
 from trigate.realtime.settings import RealtimeSettings
@@ -115,12 +114,6 @@ class OddUpstreams:
             self.closes.append((reason.code if reason else None, reason.reason if reason else None, time.monotonic()))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def odd() -> Iterator[OddUpstreams]:
     with OddUpstreams() as upstreams:
@@ -129,7 +122,7 @@ def odd() -> Iterator[OddUpstreams]:
 
 @pytest.fixture(scope="module")
 def limited(odd: OddUpstreams, access_log: LogCapture) -> Iterator[Servers]:
-    dead = _free_port()
+    dead = free_loopback_port()
 
     def make(mock_url: str) -> Config:
         raw: dict[str, Any] = openai_config(mock_url)

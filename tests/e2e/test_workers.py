@@ -9,12 +9,12 @@ import sys
 
 import httpx
 
-from tests.e2e.test_cli_serve import NO_KEYS, free_port
-from tests.harness import wait_healthy
+from tests.e2e.test_cli_serve import NO_KEYS
+from tests.harness import free_loopback_port, wait_healthy
 
 
 def test_two_workers_share_the_port_and_the_metrics(tmp_path) -> None:
-    port = free_port()
+    port = free_loopback_port()
     env = {k: v for k, v in NO_KEYS.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     proc = subprocess.Popen([sys.executable, "-m", "trigate.cli", "serve", "--workers", "2", "--port", str(port)],
                             env=env, stderr=open(tmp_path / "log", "w"))
