@@ -13,10 +13,16 @@ from typing import Any
 
 import pytest
 
+from tests.harness import openai_config
 from trigate.mock.state import MockState, SeenRequest
 
 AGENT_KEY = "sk-trigate-agent-0123456789"  # the gateway key the agents present
 AGENT_TIMEOUT = 120  # seconds per agent run: generous, a run takes about a second here
+
+
+def agent_config(mock_url: str) -> dict[str, Any]:
+    """The suite's usual providers on the fake upstream, behind one gateway key for the agents."""
+    return openai_config(mock_url, auth={"keys": [{"id": "agents", "key": AGENT_KEY}]})
 
 
 def agent_binary(name: str, package: str) -> str:

@@ -12,17 +12,23 @@ import anthropic
 import httpx
 import pytest
 
-from tests.e2e.agents import AGENT_KEY, agent_binary, agent_env, marker, model_requests, run_agent, tool_exchange
-from tests.harness import UPSTREAM_KEY, Servers, openai_config
+from tests.e2e.agents import (
+    AGENT_KEY,
+    agent_binary,
+    agent_config,
+    agent_env,
+    marker,
+    model_requests,
+    run_agent,
+    tool_exchange,
+)
+from tests.harness import UPSTREAM_KEY, Servers
 from trigate.mock.replies import ScriptedCall
 
 
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[Servers]:
-    def config(mock_url: str) -> dict[str, object]:
-        return openai_config(mock_url, auth={"keys": [{"id": "agents", "key": AGENT_KEY}]})
-
-    with Servers(config, mock_key=UPSTREAM_KEY) as servers:
+    with Servers(agent_config, mock_key=UPSTREAM_KEY) as servers:
         yield servers
 
 
