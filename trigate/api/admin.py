@@ -17,7 +17,7 @@ import io
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,6 +75,20 @@ async def admin_principal(gw: Gateway) -> None:
         if principal is not None and principal is not ANONYMOUS:
             raise GatewayError("permission", "this key is not an admin key (auth.admin_keys)", code="not_admin")
     raise GatewayError("authentication", "an admin key is required (auth.admin_keys)", code="invalid_api_key")
+
+
+async def admin_answer(gw: Gateway, work: Callable[[], Awaitable[Any]], status: int = 200, *,
+                       unavailable: Callable[[], GatewayError]) -> Response:
+    """One admin JSON endpoint: the admin check, then ``work()``'s result as JSON; errors in OpenAI's
+    format, and a failing database as ``unavailable()`` (the 503 that says which state is down)."""
+    codec = get_codec("openai_chat")
+    try:
+        await admin_principal(gw)
+        return json_response(await work(), status)
+    except DatabaseError:
+        return error_response(codec, unavailable())
+    except GatewayError as err:
+        return error_response(codec, err)
 
 
 def register(app: Quart, gw: Gateway) -> None:

@@ -11,18 +11,17 @@ Spend is settled cost plus the reservations of requests still running; replicas 
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 from quart import Quart, Response, request
 
-from trigate.api.admin import admin_principal
-from trigate.api.text import error_response, json_response, parse_body
+from trigate.api.admin import admin_answer
+from trigate.api.text import parse_body
 from trigate.config import BudgetSpec, ClientKey, check_budget
 from trigate.errors import GatewayError, invalid_request
-from trigate.formats import get_codec
 from trigate.gateway import Gateway
 from trigate.policies.budgets import WINDOWS, BudgetStatus, Scope, budgets_of, budgets_unavailable
-from trigate.store.sql import DatabaseError
 
 
 async def _key_spec(gw: Gateway, key_id: str) -> ClientKey:
@@ -62,17 +61,9 @@ def _report(what: dict[str, Any], status: BudgetStatus | None) -> dict[str, Any]
 
 
 def register(app: Quart, gw: Gateway) -> None:
-    codec = get_codec("openai_chat")
     budgets = budgets_of(gw)
 
-    async def answer(work: Any) -> Response:
-        try:
-            await admin_principal(gw)
-            return json_response(await work())
-        except DatabaseError:
-            return error_response(codec, budgets_unavailable("its database failed"))
-        except GatewayError as err:
-            return error_response(codec, err)
+    answer = partial(admin_answer, gw, unavailable=lambda: budgets_unavailable("its database failed"))
 
     async def team_report(team: str) -> dict[str, Any]:
         rows = await budgets.store.team_budgets()

@@ -15,19 +15,18 @@ import re
 import secrets
 import time
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from quart import Quart, Response, request
 
-from trigate.api.admin import admin_principal
-from trigate.api.text import error_response, json_response, parse_body
+from trigate.api.admin import admin_answer
+from trigate.api.text import parse_body
 from trigate.config import ClientKey, ConfigError, check_client_key, structure_client_key
 from trigate.errors import GatewayError, invalid_request
-from trigate.formats import get_codec
 from trigate.gateway import Gateway
 from trigate.policies.auth import RuntimeKeys, digest, key_store_unavailable
 from trigate.store.keys import KeyExists, KeyRecord, KeyStore, new_secret
-from trigate.store.sql import DatabaseError
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 _SETTINGS = ("models", "providers", "rpm", "tpm", "max_concurrent", "metadata", "budget")
@@ -138,7 +137,6 @@ def public(record: KeyRecord, now: float | None = None) -> dict[str, Any]:
 
 
 def register(app: Quart, gw: Gateway) -> None:
-    codec = get_codec("openai_chat")
 
     def store() -> KeyStore:
         return _runtime(gw).store
@@ -158,14 +156,7 @@ def register(app: Quart, gw: Gateway) -> None:
             raise GatewayError("not_found", f"no runtime key '{key_id}'", status=404, code="key_not_found")
         return record
 
-    async def answer(work: Any, status: int = 200) -> Response:
-        try:
-            await admin_principal(gw)
-            return json_response(await work(), status)
-        except GatewayError as err:
-            return error_response(codec, err)
-        except DatabaseError:
-            return error_response(codec, key_store_unavailable())
+    answer = partial(admin_answer, gw, unavailable=key_store_unavailable)
 
     def remember(record: KeyRecord | None) -> KeyRecord:
         if record is None:  # removed from the table between two statements: nothing of ours does that
